@@ -1,0 +1,136 @@
+"""The one camera convention of DynaPose4D.
+
+World: right-handed, +y up; the object sits at the origin and faces +z.
+Camera: OpenCV (x right, y down, z forward). `viewmats` are world-to-camera [.., 4, 4],
+`Ks` pixel intrinsics [.., 3, 3] with pixel centres at +0.5 (gsplat's convention).
+
+Orbit cameras are given by elevation (degrees, positive = camera above the object),
+azimuth (degrees, 0 = the reference view on the +z axis, positive = camera moves
+towards +x) and radius. The reference view is elevation 0, azimuth 0, radius 2,
+fovy 49.1 degrees (Zero123's training setup).
+"""
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+REFERENCE_RADIUS = 2.0
+REFERENCE_FOVY = 49.1
+
+
+@dataclass
+class Cameras:
+    """A batch of C pinhole cameras sharing one image size."""
+
+    viewmats: torch.Tensor  # [C, 4, 4] world-to-camera
+    Ks: torch.Tensor  # [C, 3, 3]
+    width: int
+    height: int
+
+    def __len__(self) -> int:
+        return self.viewmats.shape[0]
+
+    def to(self, device) -> "Cameras":
+        return Cameras(self.viewmats.to(device), self.Ks.to(device), self.width, self.height)
+
+    def __getitem__(self, index) -> "Cameras":
+        """Select cameras with an int, slice or index tensor; keeps the batch dimension."""
+        if isinstance(index, int):
+            index = slice(index, index + 1)
+        return Cameras(self.viewmats[index], self.Ks[index], self.width, self.height)
+
+    @property
+    def positions(self) -> torch.Tensor:
+        """Camera centres in world space, [C, 3]."""
+        return camera_positions(self.viewmats)
+
+
+def camera_positions(viewmats: torch.Tensor) -> torch.Tensor:
+    """World-space camera centres [C, 3] of world-to-camera matrices [C, 4, 4]."""
+    rotation, translation = viewmats[:, :3, :3], viewmats[:, :3, 3:]
+    return -(rotation.transpose(1, 2) @ translation)[..., 0]
+
+
+def intrinsics_from_fovy(fovy_deg: float, width: int, height: int) -> torch.Tensor:
+    """Pixel intrinsics [3, 3] for a vertical field of view; square pixels, centred."""
+    focal = 0.5 * height / math.tan(math.radians(fovy_deg) / 2)
+    return torch.tensor(
+        [[focal, 0.0, width / 2], [0.0, focal, height / 2], [0.0, 0.0, 1.0]], dtype=torch.float32
+    )
+
+
+def orbit_position(elevation_deg, azimuth_deg, radius) -> torch.Tensor:
+    """World-space camera centre(s) [..., 3] on a sphere around the origin."""
+    elevation = torch.deg2rad(torch.as_tensor(elevation_deg, dtype=torch.float32))
+    azimuth = torch.deg2rad(torch.as_tensor(azimuth_deg, dtype=torch.float32))
+    radius = torch.as_tensor(radius, dtype=torch.float32)
+    elevation, azimuth, radius = torch.broadcast_tensors(elevation, azimuth, radius)
+    return torch.stack(
+        [
+            radius * torch.cos(elevation) * torch.sin(azimuth),
+            radius * torch.sin(elevation),
+            radius * torch.cos(elevation) * torch.cos(azimuth),
+        ],
+        dim=-1,
+    )
+
+
+def look_at_viewmat(position: torch.Tensor, target: torch.Tensor | None = None) -> torch.Tensor:
+    """World-to-camera [..., 4, 4] of OpenCV cameras at `position` [..., 3] looking at `target`.
+
+    The world +y axis points up in the image (camera -y). Cameras exactly above or
+    below the target (elevation +-90) are degenerate; orbit samplers stay inside +-89.
+    """
+    if target is None:
+        target = torch.zeros_like(position)
+    forward = torch.nn.functional.normalize(target - position, dim=-1)  # camera +z
+    world_up = torch.tensor([0.0, 1.0, 0.0], dtype=position.dtype).expand_as(forward)
+    right = torch.nn.functional.normalize(torch.linalg.cross(forward, world_up), dim=-1)  # +x
+    down = torch.linalg.cross(forward, right)  # camera +y
+    rotation = torch.stack([right, down, forward], dim=-2)  # rows = camera axes in world
+    viewmat = torch.zeros(*position.shape[:-1], 4, 4, dtype=position.dtype)
+    viewmat[..., :3, :3] = rotation
+    viewmat[..., :3, 3] = -(rotation @ position[..., None])[..., 0]
+    viewmat[..., 3, 3] = 1.0
+    return viewmat
+
+
+def orbit_cameras(
+    elevations,
+    azimuths,
+    radius=REFERENCE_RADIUS,
+    fovy: float = REFERENCE_FOVY,
+    width: int = 256,
+    height: int = 256,
+) -> Cameras:
+    """Cameras on an orbit around the origin; elevations/azimuths in degrees, [C] or scalars."""
+    positions = orbit_position(elevations, azimuths, radius).reshape(-1, 3)  # [C, 3]
+    viewmats = look_at_viewmat(positions)
+    Ks = intrinsics_from_fovy(fovy, width, height).expand(len(positions), 3, 3).clone()
+    return Cameras(viewmats, Ks, width, height)
+
+
+def reference_camera(width: int = 256, height: int = 256, radius=REFERENCE_RADIUS, fovy=REFERENCE_FOVY) -> Cameras:
+    """The input image's view: elevation 0, azimuth 0."""
+    return orbit_cameras(0.0, 0.0, radius, fovy, width, height)
+
+
+def sample_orbit_cameras(
+    count: int,
+    generator: torch.Generator,
+    elevation_range=(-30.0, 30.0),
+    azimuth_range=(-180.0, 180.0),
+    radius=REFERENCE_RADIUS,
+    fovy: float = REFERENCE_FOVY,
+    width: int = 256,
+    height: int = 256,
+) -> tuple[Cameras, torch.Tensor, torch.Tensor]:
+    """Uniformly random orbit cameras; returns (cameras, elevations [C], azimuths [C]) in degrees."""
+
+    def uniform(low, high):
+        return low + (high - low) * torch.rand(count, generator=generator)
+
+    elevations = uniform(*elevation_range)
+    azimuths = uniform(*azimuth_range)
+    return orbit_cameras(elevations, azimuths, radius, fovy, width, height), elevations, azimuths
