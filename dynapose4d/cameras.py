@@ -55,9 +55,7 @@ def camera_positions(viewmats: torch.Tensor) -> torch.Tensor:
 def intrinsics_from_fovy(fovy_deg: float, width: int, height: int) -> torch.Tensor:
     """Pixel intrinsics [3, 3] for a vertical field of view; square pixels, centred."""
     focal = 0.5 * height / math.tan(math.radians(fovy_deg) / 2)
-    return torch.tensor(
-        [[focal, 0.0, width / 2], [0.0, focal, height / 2], [0.0, 0.0, 1.0]], dtype=torch.float32
-    )
+    return torch.tensor([[focal, 0.0, width / 2], [0.0, focal, height / 2], [0.0, 0.0, 1.0]], dtype=torch.float32)
 
 
 def orbit_position(elevation_deg, azimuth_deg, radius) -> torch.Tensor:

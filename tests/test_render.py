@@ -96,7 +96,7 @@ def test_values_and_gradients_match_dense_compositor(seed, tile_size):
 
 
 def test_early_stop_on_a_stack_of_opaque_gaussians():
-    """Ten nearly opaque Gaussians: transmittance would fall below 1e-4 at the fourth, so it and all behind are skipped."""
+    """Ten near-opaque Gaussians: T would drop below 1e-4 at the fourth, so it and all behind are skipped."""
     count = 10
     scene = {
         "means": torch.stack([torch.zeros(count), torch.zeros(count), torch.linspace(0.3, -0.3, count)], dim=-1),

@@ -94,7 +94,7 @@ def resolve_backend(backend: str, device: torch.device) -> str:
     return _auto_backend(device)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _auto_backend(device: torch.device) -> str:
     # Cached so the fallback is probed and logged once per device, not once per frame.
     usable, reason = gsplat_available(device)

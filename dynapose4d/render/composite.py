@@ -87,7 +87,8 @@ class CompositeTiles(torch.autograd.Function):
         behind = weights * color_dot_grad
         behind_cumulative = torch.cumsum(behind.double(), dim=0)
         behind = (behind_cumulative[segment_ends] - behind_cumulative).float()
-        # d(colour)/d(alpha_i) = T_i c_i - behind_i / (1 - alpha_i);  d(1 - T_final)/d(alpha_i) = T_final / (1 - alpha_i)
+        # d(colour)/d(alpha_i) = T_i c_i - behind_i / (1 - alpha_i)
+        # d(1 - T_final)/d(alpha_i) = T_final / (1 - alpha_i)
         tail = grad_alpha[tile_ids] * t_final[tile_ids] - behind
         grad_alpha_pair = transmittance * color_dot_grad + tail / (1.0 - alpha)
         # Clamped or sub-threshold alphas, and pixels past the early stop, pass no gradient.

@@ -21,6 +21,4 @@ def rasterize_gsplat(means, quats, scales, opacities, colors, viewmats, Ks, widt
     from gsplat import rasterization
 
     options.pop("tile_size", None)  # the torch backend's knob; gsplat keeps its own 16 px tiles
-    return rasterization(
-        means, quats, scales, opacities, colors, viewmats, Ks, width, height, packed=False, **options
-    )
+    return rasterization(means, quats, scales, opacities, colors, viewmats, Ks, width, height, packed=False, **options)

@@ -77,9 +77,9 @@ def project_gaussians(
     tx = z * torch.minimum(lim_x_pos, torch.maximum(-lim_x_neg, x / z))
     ty = z * torch.minimum(lim_y_pos, torch.maximum(-lim_y_neg, y / z))
     zeros = torch.zeros_like(z)
-    jacobian = torch.stack(
-        [fx / z, zeros, -fx * tx / z**2, zeros, fy / z, -fy * ty / z**2], dim=-1
-    ).reshape(*z.shape, 2, 3)  # [C, N, 2, 3]
+    jacobian = torch.stack([fx / z, zeros, -fx * tx / z**2, zeros, fy / z, -fy * ty / z**2], dim=-1).reshape(
+        *z.shape, 2, 3
+    )  # [C, N, 2, 3]
     covars2d = jacobian @ covars_c @ jacobian.transpose(-1, -2)  # [C, N, 2, 2]
     means2d = torch.stack([fx * x / z + cx, fy * y / z + cy], dim=-1)  # [C, N, 2]
 

@@ -59,9 +59,7 @@ def intersect_tiles(
         tile_ids, order = torch.sort(tile_ids, stable=True)
         owner = owner[order]
         starts, ends = _segment_bounds(tile_ids)
-    return TilePairs(
-        tile_ids, gaussian_ids[owner], camera_ids[owner], starts, ends, tiles_x, tiles_y, tile_size
-    )
+    return TilePairs(tile_ids, gaussian_ids[owner], camera_ids[owner], starts, ends, tiles_x, tiles_y, tile_size)
 
 
 def _segment_bounds(sorted_keys: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -40,9 +40,10 @@ def rasterize_torch(
     pairs = intersect_tiles(projection.means2d, projection.radii, projection.depths, width, height, tile_size)
     flat = pairs.camera_ids * num_gaussians + pairs.gaussian_ids  # [P] index into C*N
     tile_in_image = pairs.tile_ids % (pairs.tiles_x * pairs.tiles_y)
-    tile_centre = torch.stack(
-        [tile_in_image % pairs.tiles_x, tile_in_image // pairs.tiles_x], dim=-1
-    ).to(means.dtype) * tile_size + tile_size / 2  # [P, 2]
+    tile_centre = (
+        torch.stack([tile_in_image % pairs.tiles_x, tile_in_image // pairs.tiles_x], dim=-1).to(means.dtype) * tile_size
+        + tile_size / 2
+    )  # [P, 2]
     coefficients = exponent_coefficients(
         projection.means2d.reshape(-1, 2)[flat] - tile_centre,
         projection.conics.reshape(-1, 3)[flat],
@@ -59,7 +60,9 @@ def rasterize_torch(
         num_tiles,
     )
     render_colors = _tiles_to_image(tile_colors, num_cameras, pairs.tiles_y, pairs.tiles_x, tile_size, height, width)
-    render_alphas = _tiles_to_image(tile_alphas[..., None], num_cameras, pairs.tiles_y, pairs.tiles_x, tile_size, height, width)
+    render_alphas = _tiles_to_image(
+        tile_alphas[..., None], num_cameras, pairs.tiles_y, pairs.tiles_x, tile_size, height, width
+    )
 
     if render_mode == "RGB+ED":
         rgb, depth = render_colors[..., :-1], render_colors[..., -1:]
@@ -67,9 +70,7 @@ def rasterize_torch(
     if backgrounds is not None:
         num_bg = backgrounds.shape[-1]
         background_part = (1.0 - render_alphas) * backgrounds[:, None, None, :]
-        render_colors = torch.cat(
-            [render_colors[..., :num_bg] + background_part, render_colors[..., num_bg:]], dim=-1
-        )
+        render_colors = torch.cat([render_colors[..., :num_bg] + background_part, render_colors[..., num_bg:]], dim=-1)
     meta = {
         "means2d": projection.means2d,
         "radii": projection.radii,

@@ -1,0 +1,1 @@
+"""Input data: image and video loading, the synthetic articulated subject, benchmark readers."""

@@ -1,0 +1,196 @@
+"""Static stage: the input image -> 3D Gaussians.
+
+Each step renders the reference view plus `batch_size` random orbit views in one
+rasteriser call; the reference view is fitted to the image (RGB + mask) and the random
+views are scored by the configured prior (DreamGaussian's recipe). Writes
+static/{checkpoint.pt, model.ply, renders/, DONE} and, with ground truth, metrics.
+"""
+
+import logging
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from omegaconf import DictConfig
+from tqdm import tqdm
+
+from ..cameras import Cameras, orbit_cameras, reference_camera, sample_orbit_cameras
+from ..checkpoint import load_checkpoint, mark_done, save_checkpoint
+from ..data.image import composite
+from ..data.inputs import background_color, load_reference, synthetic_sample, synthetic_subject
+from ..densify import Densifier
+from ..gaussians import GaussianModel
+from ..metrics import psnr, ssim, update_metrics_file
+from ..priors import ViewBatch, build_prior
+from ..render import rasterize
+from .outputs import render_views, write_turntable
+
+log = logging.getLogger(__name__)
+NAME = "static"
+
+
+class StaticTrainer:
+    """Holds everything one static optimisation needs, so it can be checkpointed whole."""
+
+    def __init__(self, cfg: DictConfig, run_dir: Path, device: torch.device):
+        self.cfg, self.settings, self.device = cfg, cfg.static, device
+        self.stage_dir = run_dir / NAME
+        self.stage_dir.mkdir(parents=True, exist_ok=True)
+        size = self.settings.render_size
+        reference = _resize(load_reference(run_dir), size)  # [S, S, 4]
+        self.background = background_color(cfg).to(device)  # [3]
+        self.target_rgb = composite(reference.to(device), self.background)  # [S, S, 3]
+        self.target_mask = reference[..., 3:].to(device)  # [S, S, 1]
+        camera = self.settings.camera
+        self.reference_camera = reference_camera(size, size, camera.radius, camera.fovy).to(device)
+        self.prior = build_prior(self.settings.prior, synthetic_subject(cfg), self.background.cpu())
+
+        self.generator = torch.Generator().manual_seed(cfg.seed)  # view sampling
+        torch.manual_seed(cfg.seed)  # densification splits sample from the global RNG
+        self.model = GaussianModel.from_sphere(self.settings.num_points, self.settings.init_radius, self.generator)
+        self.step = 0
+        checkpoint_path = self.stage_dir / "checkpoint.pt"
+        checkpoint = load_checkpoint(checkpoint_path) if cfg.resume and checkpoint_path.exists() else None
+        if checkpoint is not None:
+            self.model.load_state_dict(checkpoint["model"])
+        self.model.to(device)
+        lrs = {key: value for key, value in self.settings.lr.items() if key != "means_final"}
+        self.optimizers = self.model.make_optimizers(lrs)
+        self.densifier = Densifier(**self.settings.densify)
+        if checkpoint is not None:
+            self._restore(checkpoint)
+            log.info("static: resumed at step %d from %s", self.step, checkpoint_path)
+
+    # ----- checkpointing ----------------------------------------------------------------
+
+    def state_dict(self) -> dict:
+        return {
+            "step": self.step,
+            "model": {key: value.detach().cpu() for key, value in self.model.params.items()},
+            "optimizers": {key: optimizer.state_dict() for key, optimizer in self.optimizers.items()},
+            "densifier": self.densifier.state_dict(),
+            "generator": self.generator.get_state(),
+            "torch_rng": torch.get_rng_state(),
+        }
+
+    def _restore(self, checkpoint: dict) -> None:
+        self.step = checkpoint["step"]
+        for key, optimizer in self.optimizers.items():
+            optimizer.load_state_dict(checkpoint["optimizers"][key])
+        self.densifier.load_state_dict(checkpoint["densifier"])
+        self.generator.set_state(checkpoint["generator"])
+        torch.set_rng_state(checkpoint["torch_rng"])
+
+    def save(self) -> None:
+        save_checkpoint(self.state_dict(), self.stage_dir / "checkpoint.pt")
+
+    # ----- optimisation -----------------------------------------------------------------
+
+    def train_step(self) -> dict[str, float]:
+        settings, camera = self.settings, self.settings.camera
+        size = settings.render_size
+        self._decay_means_lr()
+        cameras, views = self.reference_camera, None
+        if self.prior is not None:
+            novel, elevations, azimuths = sample_orbit_cameras(
+                settings.batch_size, self.generator, camera.elevation_range, camera.azimuth_range,
+                camera.radius, camera.fovy, size, size,
+            )  # fmt: skip
+            views = ViewBatch(novel.to(self.device), elevations, azimuths, camera.radius)
+            cameras = _concat(self.reference_camera, views.cameras)
+        gaussians = self.model.activated()
+        colors, alphas, info = rasterize(
+            **gaussians, viewmats=cameras.viewmats, Ks=cameras.Ks, width=size, height=size,
+            backgrounds=self.background.expand(len(cameras), 3), backend=self.cfg.render.backend,
+        )  # fmt: skip
+        self.densifier.step_pre_backward(self.model, self.optimizers, self.step, info)
+
+        losses = {
+            "ref_rgb": F.mse_loss(colors[0], self.target_rgb),
+            "ref_mask": F.mse_loss(alphas[0], self.target_mask),
+        }
+        if views is not None:
+            losses["prior"] = self.prior.loss(colors[1:], alphas[1:], views, self.step / settings.iterations)
+        total = sum(settings.loss[key] * value for key, value in losses.items())
+        total.backward()
+        for optimizer in self.optimizers.values():
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+        self.densifier.step_post_backward(self.model, self.optimizers, self.step, info)
+        self.step += 1
+        return {key: value.item() for key, value in losses.items()}
+
+    def _decay_means_lr(self) -> None:
+        """Exponential decay of the position learning rate from lr.means to lr.means_final."""
+        lr = self.settings.lr
+        progress = min(self.step / max(self.settings.iterations, 1), 1.0)
+        for group in self.optimizers["means"].param_groups:
+            group["lr"] = lr.means * (lr.means_final / lr.means) ** progress
+
+
+def run(cfg: DictConfig, run_dir: Path, device: torch.device) -> None:
+    trainer = StaticTrainer(cfg, run_dir, device)
+    settings = cfg.static
+    progress = tqdm(total=settings.iterations, initial=trainer.step, desc="static", dynamic_ncols=True)
+    try:
+        while trainer.step < settings.iterations:
+            losses = trainer.train_step()
+            progress.update(1)
+            progress.set_postfix(n=trainer.model.num_gaussians, **{k: f"{v:.4f}" for k, v in losses.items()})
+            if trainer.step % settings.checkpoint_every == 0:
+                trainer.save()
+    except KeyboardInterrupt:
+        trainer.save()  # the last finished step, so resume=true picks up from here
+        raise
+    finally:
+        progress.close()
+    trainer.save()
+    finish(cfg, run_dir, trainer.model)
+    mark_done(trainer.stage_dir)
+
+
+@torch.no_grad()
+def finish(cfg: DictConfig, run_dir: Path, model: GaussianModel) -> None:
+    """Model PLY, renders to look at, and held-out metrics when ground truth exists."""
+    stage_dir = run_dir / NAME
+    model.save_ply(stage_dir / "model.ply")
+    gaussians = {key: value.detach() for key, value in model.activated().items()}
+    background = background_color(cfg).to(model.params["means"].device)
+    size, camera = cfg.image_size, cfg.static.camera
+    write_turntable(stage_dir / "renders", gaussians, background, cfg, size, camera)
+
+    sample = synthetic_sample(cfg, run_dir)
+    if sample is None:
+        return
+    eval_cameras = orbit_cameras(sample.eval_elevations, sample.eval_azimuths, camera.radius, camera.fovy, size, size)
+    renders = render_views(gaussians, eval_cameras.to(background.device), background, cfg.render.backend)
+    targets = composite(sample.eval_renders[0].to(background.device), background)  # frame 0, [V, H, W, 3]
+    per_view = [psnr(render, target) for render, target in zip(renders, targets)]
+    reference_render = render_views(
+        gaussians,
+        reference_camera(size, size, camera.radius, camera.fovy).to(background.device),
+        background,
+        cfg.render.backend,
+    )[0]
+    metrics = {
+        "heldout_psnr_frame0": sum(per_view) / len(per_view),
+        "heldout_ssim_frame0": sum(ssim(r, t) for r, t in zip(renders, targets)) / len(per_view),
+        "heldout_psnr_per_view": dict(zip((f"azimuth_{a:g}" for a in sample.eval_azimuths.tolist()), per_view)),
+        "reference_psnr": psnr(reference_render, composite(sample.image.to(background.device), background)),
+        "num_gaussians": model.num_gaussians,
+    }
+    update_metrics_file(run_dir, NAME, metrics)
+    log.info("static: held-out PSNR at frame 0 = %.2f dB", metrics["heldout_psnr_frame0"])
+
+
+def _resize(image: torch.Tensor, size: int) -> torch.Tensor:
+    """[H, W, C] -> [size, size, C] (area averaging when shrinking)."""
+    if image.shape[0] == size:
+        return image
+    return F.interpolate(image.permute(2, 0, 1)[None], size=(size, size), mode="area")[0].permute(1, 2, 0)
+
+
+def _concat(first: Cameras, second: Cameras) -> Cameras:
+    return Cameras(
+        torch.cat([first.viewmats, second.viewmats]), torch.cat([first.Ks, second.Ks]), first.width, first.height
+    )
