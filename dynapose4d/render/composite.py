@@ -5,25 +5,24 @@ quadratic in the pixel offset (u, v) from the tile centre:
 
     sigma(u, v) = q0 + q1 u + q2 v + q3 u^2 + q4 v^2 + q5 u v
 
-so the whole [P, S*S] exponent block is one matmul `q @ basis`, and the gradient with
-respect to q is another. Pairs are sorted by tile then depth, so each tile's pairs form a
-contiguous segment; transmittance is a segmented cumulative sum of log(1 - alpha)
-(float64, because the running sum spans all segments). gsplat's early stop (a pixel is
-done once T would fall to 1e-4, exclusive) is the prefix where the inclusive
-transmittance is still above 1e-4, because transmittance only decreases.
+so a whole block of exponents is one matmul `q @ basis`, and the gradient with respect
+to q is another. Tiles are processed in groups (see `tiles.group_tiles`) as padded
+[tiles, K, S*S] blocks whose K axis runs front to back: transmittance is a cumulative
+product along K, and colours (and their gradients) are batched matmuls over K.
+gsplat's early stop (a pixel is done once T would fall to 1e-4, exclusive) is the prefix
+where the inclusive transmittance is still above 1e-4, because transmittance only falls.
 
-Autograd through this would store ~20 [P, S*S] intermediates; the closed-form backward
-below needs four and runs in about the same time as the forward.
+Autograd through this would store ~20 intermediates per block; the closed-form backward
+below keeps five and costs about as much as the forward.
 """
-
-import math
 
 import torch
 
 from .projection import ALPHA_THRESHOLD
+from .tiles import TileGroup
 
 MAX_ALPHA = 0.999
-LOG_MIN_TRANSMITTANCE = math.log(1e-4)
+MIN_TRANSMITTANCE = 1e-4
 
 
 def quadratic_basis(tile_size: int, device=None) -> torch.Tensor:
@@ -45,56 +44,83 @@ def exponent_coefficients(
     return torch.stack([constant, -(a * m + b * n), -(c * n + b * m), 0.5 * a, 0.5 * c, b], dim=-1)
 
 
+def _composite_group(coefficients, opacities, colors, basis):
+    """Forward for one padded block: q [S, K, 6], o [S, K], c [S, K, D] -> colours, alphas, saved."""
+    sigma = coefficients @ basis  # [S, K, S*S]
+    alpha_raw = opacities[..., None] * torch.exp(-sigma)
+    # Conics are positive definite (the projection culls det <= 0), so sigma >= 0 up to
+    # rounding and gsplat's `sigma < 0` skip never triggers; the alpha rules are exact.
+    alpha = torch.where(alpha_raw >= ALPHA_THRESHOLD, alpha_raw.clamp(max=MAX_ALPHA), 0.0)
+    t_inclusive = torch.cumprod(1.0 - alpha, dim=1)
+    t_exclusive = torch.nn.functional.pad(t_inclusive[:, :-1], (0, 0, 1, 0), value=1.0)
+    keep = t_inclusive > MIN_TRANSMITTANCE  # a prefix along K for every pixel
+    weights = torch.where(keep, alpha * t_exclusive, 0.0)  # [S, K, S*S]
+    tile_colors = weights.transpose(1, 2) @ colors  # [S, S*S, D]
+    tile_alphas = weights.sum(1)  # sum of a_j T_j telescopes to 1 - prod(1 - a_j)
+    return tile_colors, tile_alphas, (alpha_raw, alpha, t_exclusive, keep, weights)
+
+
+def _composite_group_backward(grad_colors, grad_alphas, coefficients, opacities, colors, basis, tile_alphas, saved):
+    """Gradients for one block; grad_colors [S, S*S, D], grad_alphas [S, S*S]."""
+    alpha_raw, alpha, t_exclusive, keep, weights = saved
+    grad_pair_colors = weights @ grad_colors  # [S, K, D]
+    color_dot_grad = colors @ grad_colors.transpose(1, 2)  # [S, K, S*S]
+    # Light from everything behind pair i in its pixel: sum_{j > i} c_j w_j.
+    lit = weights * color_dot_grad
+    behind = lit.sum(1, keepdim=True) - torch.cumsum(lit, dim=1)
+    # d(colour)/d(alpha_i) = T_i c_i - behind_i / (1 - alpha_i)
+    # d(1 - T_final)/d(alpha_i) = T_final / (1 - alpha_i)
+    tail = (grad_alphas * (1.0 - tile_alphas))[:, None] - behind
+    grad_alpha = t_exclusive * color_dot_grad + tail / (1.0 - alpha)
+    # Clamped or sub-threshold alphas, and pixels past the early stop, pass no gradient.
+    passes = keep & (alpha_raw <= MAX_ALPHA) & (alpha > 0)
+    grad_alpha_raw = torch.where(passes, grad_alpha, 0.0)
+    grad_sigma = -grad_alpha_raw * alpha_raw
+    grad_opacities = (grad_alpha_raw * alpha_raw).sum(-1) / opacities.clamp_min(1e-12)  # a_raw = o exp(-sigma)
+    grad_coefficients = grad_sigma @ basis.T  # [S, K, 6]
+    return grad_coefficients, grad_opacities, grad_pair_colors
+
+
 class CompositeTiles(torch.autograd.Function):
-    """Composite sorted pairs into tiles: returns colours [tiles, S*S, D] and alpha [tiles, S*S]."""
+    """Composite sorted pairs into tiles: returns colours [tiles, S*S, D] and alphas [tiles, S*S]."""
 
     @staticmethod
-    def forward(ctx, coefficients, opacities, colors, basis, tile_ids, segment_starts, segment_ends, num_tiles):
-        # coefficients [P, 6], opacities [P], colors [P, D], basis [6, S*S], ids [P]
-        sigma = coefficients @ basis  # [P, S*S]
-        alpha_raw = opacities[:, None] * torch.exp(-sigma)
-        # Conics are positive definite (the projection culls det <= 0), so sigma >= 0 up to
-        # rounding and gsplat's `sigma < 0` skip never triggers; the alpha rules are exact.
-        alpha = torch.where(alpha_raw >= ALPHA_THRESHOLD, alpha_raw.clamp(max=MAX_ALPHA), 0.0)
-        log_one_minus = torch.log1p(-alpha)  # [P, S*S]
-        inclusive = torch.cumsum(log_one_minus.double(), dim=0)
-        log_t_inclusive = inclusive - (inclusive[segment_starts] - log_one_minus[segment_starts])
-        keep = log_t_inclusive > LOG_MIN_TRANSMITTANCE  # prefix of each pixel's list
-        transmittance = torch.exp((log_t_inclusive - log_one_minus).float())  # exclusive T
-        weights = torch.where(keep, alpha * transmittance, 0.0)  # [P, S*S]
-
-        depth_dim = colors.shape[1]
-        tile_colors = colors.new_zeros(num_tiles, basis.shape[1], depth_dim)
-        tile_colors.index_add_(0, tile_ids, weights[:, :, None] * colors[:, None, :])
-        log_t_final = colors.new_zeros(num_tiles, basis.shape[1])
-        log_t_final.index_add_(0, tile_ids, torch.where(keep, log_one_minus, 0.0))
-        t_final = torch.exp(log_t_final)  # [tiles, S*S]
-
-        ctx.save_for_backward(
-            alpha_raw, alpha, transmittance, keep, weights, colors, opacities, basis, tile_ids, segment_ends, t_final
-        )
-        return tile_colors, 1.0 - t_final
+    def forward(ctx, coefficients, opacities, colors, basis, groups: list[TileGroup], num_tiles: int):
+        # coefficients [P, 6], opacities [P], colors [P, D], basis [6, S*S]
+        # Padding slots point at one extra dummy pair with opacity 0, which never draws.
+        coefficients = torch.cat([coefficients, coefficients.new_zeros(1, 6)])
+        opacities = torch.cat([opacities, opacities.new_zeros(1)])
+        colors = torch.cat([colors, colors.new_zeros(1, colors.shape[1])])
+        pixels = basis.shape[1]
+        tile_colors = colors.new_zeros(num_tiles, pixels, colors.shape[1])
+        tile_alphas = colors.new_zeros(num_tiles, pixels)
+        ctx.blocks = []
+        for group in groups:
+            inputs = (coefficients[group.pair_index], opacities[group.pair_index], colors[group.pair_index])
+            block_colors, block_alphas, saved = _composite_group(*inputs, basis)
+            tile_colors[group.tiles] = block_colors
+            tile_alphas[group.tiles] = block_alphas
+            ctx.blocks.append((group, inputs, block_alphas, saved))
+        ctx.save_for_backward(basis)
+        ctx.num_pairs = len(coefficients) - 1
+        return tile_colors, tile_alphas
 
     @staticmethod
-    def backward(ctx, grad_colors, grad_alpha):
-        (alpha_raw, alpha, transmittance, keep, weights, colors, opacities, basis,
-         tile_ids, segment_ends, t_final) = ctx.saved_tensors  # fmt: skip
-        grad_pair = grad_colors[tile_ids]  # [P, S*S, D]
-        grad_pair_colors = torch.einsum("pt,ptd->pd", weights, grad_pair)  # [P, D]
-        color_dot_grad = torch.einsum("ptd,pd->pt", grad_pair, colors)  # [P, S*S]
-
-        # Light from everything behind pair i in its pixel: sum_{j > i} c_j w_j.
-        behind = weights * color_dot_grad
-        behind_cumulative = torch.cumsum(behind.double(), dim=0)
-        behind = (behind_cumulative[segment_ends] - behind_cumulative).float()
-        # d(colour)/d(alpha_i) = T_i c_i - behind_i / (1 - alpha_i)
-        # d(1 - T_final)/d(alpha_i) = T_final / (1 - alpha_i)
-        tail = grad_alpha[tile_ids] * t_final[tile_ids] - behind
-        grad_alpha_pair = transmittance * color_dot_grad + tail / (1.0 - alpha)
-        # Clamped or sub-threshold alphas, and pixels past the early stop, pass no gradient.
-        passes = keep & (alpha_raw <= MAX_ALPHA) & (alpha > 0)
-        grad_alpha_raw = torch.where(passes, grad_alpha_pair, 0.0)
-        grad_opacities = (grad_alpha_raw * alpha_raw).sum(1) / opacities  # alpha_raw = o exp(-sigma)
-        grad_sigma = -grad_alpha_raw * alpha_raw
-        grad_coefficients = grad_sigma @ basis.T  # [P, 6]
-        return grad_coefficients, grad_opacities, grad_pair_colors, None, None, None, None, None
+    def backward(ctx, grad_colors, grad_alphas):
+        (basis,) = ctx.saved_tensors
+        count = ctx.num_pairs + 1  # with the dummy pair, whose gradient is dropped
+        grad_coefficients = grad_colors.new_zeros(count, 6)
+        grad_opacities = grad_colors.new_zeros(count)
+        grad_pair_colors = grad_colors.new_zeros(count, grad_colors.shape[2])
+        for group, inputs, block_alphas, saved in ctx.blocks:
+            block_grads = _composite_group_backward(
+                grad_colors[group.tiles], grad_alphas[group.tiles], *inputs, basis, block_alphas, saved
+            )
+            # Each real pair sits in exactly one slot, so plain assignment scatters it back.
+            index = group.pair_index.reshape(-1)
+            grad_coefficients[index] = block_grads[0].reshape(-1, 6)
+            grad_opacities[index] = block_grads[1].reshape(-1)
+            grad_pair_colors[index] = block_grads[2].reshape(len(index), -1)
+        ctx.blocks = None  # free the saved blocks now rather than with the graph
+        real = slice(0, ctx.num_pairs)
+        return grad_coefficients[real], grad_opacities[real], grad_pair_colors[real], None, None, None

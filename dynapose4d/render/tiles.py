@@ -4,9 +4,18 @@ The pure-torch compositor works on (Gaussian, tile) pairs, so its cost grows wit
 pixels each Gaussian covers, never with N x H x W.
 """
 
+import math
 from dataclasses import dataclass
 
 import torch
+
+
+@dataclass
+class TileGroup:
+    """Tiles with similar pair counts, padded to one [tiles, K] block of pair indices."""
+
+    tiles: torch.Tensor  # [S] flat tile ids
+    pair_index: torch.Tensor  # [S, K] front-to-back pair indices; padding points at index P (a dummy pair)
 
 
 @dataclass
@@ -16,8 +25,7 @@ class TilePairs:
     tile_ids: torch.Tensor  # [P] flat tile index over all cameras: camera * tiles_per_image + tile
     gaussian_ids: torch.Tensor  # [P] index into the N Gaussians
     camera_ids: torch.Tensor  # [P]
-    segment_starts: torch.Tensor  # [P] index of the first pair of this pair's tile
-    segment_ends: torch.Tensor  # [P] index of the last pair of this pair's tile
+    groups: list[TileGroup]
     tiles_x: int
     tiles_y: int
     tile_size: int
@@ -58,20 +66,28 @@ def intersect_tiles(
 
         tile_ids, order = torch.sort(tile_ids, stable=True)
         owner = owner[order]
-        starts, ends = _segment_bounds(tile_ids)
-    return TilePairs(tile_ids, gaussian_ids[owner], camera_ids[owner], starts, ends, tiles_x, tiles_y, tile_size)
+        groups = group_tiles(tile_ids)
+    return TilePairs(tile_ids, gaussian_ids[owner], camera_ids[owner], groups, tiles_x, tiles_y, tile_size)
 
 
-def _segment_bounds(sorted_keys: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """For each position of a sorted key array, the first and last index of its run of equal keys."""
-    count = len(sorted_keys)
-    if count == 0:
-        empty = sorted_keys.new_zeros(0)
-        return empty, empty
-    positions = torch.arange(count, device=sorted_keys.device)
-    is_start = torch.ones(count, dtype=torch.bool, device=sorted_keys.device)
-    is_start[1:] = sorted_keys[1:] != sorted_keys[:-1]
-    run = torch.cumsum(is_start, 0) - 1  # [P] run index of each position
-    run_starts = positions[is_start]
-    run_ends = torch.cat([run_starts[1:] - 1, positions.new_tensor([count - 1])])
-    return run_starts[run], run_ends[run]
+def group_tiles(sorted_tile_ids: torch.Tensor, max_padding: float = 1.5) -> list[TileGroup]:
+    """Bucket non-empty tiles by pair count so that no bucket pads more than `max_padding` x.
+
+    Object scenes have a few crowded tiles and many sparse ones; one block padded to
+    the busiest tile would waste most of its work, while a bucket per power of
+    `max_padding` keeps the padding bounded with a handful of buckets.
+    """
+    if len(sorted_tile_ids) == 0:
+        return []
+    tiles, counts = torch.unique_consecutive(sorted_tile_ids, return_counts=True)  # [S]
+    starts = torch.cumsum(counts, 0) - counts
+    level = torch.floor(torch.log(counts.double()) / math.log(max_padding)).long()
+    groups = []
+    for value in torch.unique(level).tolist():
+        members = torch.nonzero(level == value)[:, 0]
+        width = int(counts[members].max())
+        offsets = torch.arange(width, device=sorted_tile_ids.device)
+        pair_index = starts[members, None] + offsets  # [S_g, K]
+        padding = offsets >= counts[members, None]
+        groups.append(TileGroup(tiles[members], pair_index.masked_fill(padding, len(sorted_tile_ids))))
+    return groups

@@ -6,7 +6,7 @@ from .composite import CompositeTiles, exponent_coefficients, quadratic_basis
 from .projection import project_gaussians
 from .tiles import intersect_tiles
 
-DEFAULT_TILE_SIZE = 8
+DEFAULT_TILE_SIZE = 4
 
 
 def rasterize_torch(
@@ -54,9 +54,7 @@ def rasterize_torch(
         projection.opacities.reshape(-1)[flat],
         colors.reshape(num_cameras * num_gaussians, colors.shape[-1])[flat],
         quadratic_basis(tile_size, means.device),
-        pairs.tile_ids,
-        pairs.segment_starts,
-        pairs.segment_ends,
+        pairs.groups,
         num_tiles,
     )
     render_colors = _tiles_to_image(tile_colors, num_cameras, pairs.tiles_y, pairs.tiles_x, tile_size, height, width)
