@@ -7,9 +7,9 @@ import torch
 from omegaconf import DictConfig
 
 from .checkpoint import is_done
-from .data.inputs import prepare_inputs
+from .data.inputs import input_dir, read_inputs, write_inputs
 from .errors import DynaPoseError
-from .run_dir import attach_log_file, prepare_run_dir
+from .run_dir import attach_log_file, prepare_run_dir, resolve_run_dir
 
 log = logging.getLogger(__name__)
 
@@ -37,11 +37,15 @@ def run(cfg: DictConfig, overrides: list[str] | None = None) -> Path:
     if unknown:
         raise DynaPoseError(f"unknown stage(s) {unknown}; available: {sorted(runners)}")
     device = resolve_device(cfg.device)
-    run_dir = prepare_run_dir(cfg, overrides)
+    run_dir = resolve_run_dir(cfg)
+    # Read the inputs first, so bad input fails before a run directory exists.
+    inputs = None if is_done(input_dir(run_dir)) else read_inputs(cfg)
+    prepare_run_dir(cfg, run_dir, overrides)
     handler = attach_log_file(run_dir)
     try:
         log.info("run directory: %s (device %s)", run_dir, device)
-        prepare_inputs(cfg, run_dir)
+        if inputs is not None:
+            write_inputs(inputs, run_dir)
         for stage in cfg.stages:
             if is_done(run_dir / stage):
                 log.info("%s: done already, skipped", stage)

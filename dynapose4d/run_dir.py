@@ -25,9 +25,8 @@ def resolve_run_dir(cfg: DictConfig) -> Path:
     return runs / datetime.datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
 
 
-def prepare_run_dir(cfg: DictConfig, overrides: list[str] | None = None) -> Path:
+def prepare_run_dir(cfg: DictConfig, run_dir: Path, overrides: list[str] | None = None) -> None:
     """Create (or reopen, when resuming) the run directory and save the resolved config there."""
-    run_dir = resolve_run_dir(cfg)
     if run_dir.exists() and any(run_dir.iterdir()) and not cfg.resume:
         raise DynaPoseError(f"{run_dir} already holds a run; add resume=true to continue it, or pick another run_dir")
     try:
@@ -46,7 +45,6 @@ def prepare_run_dir(cfg: DictConfig, overrides: list[str] | None = None) -> Path
     OmegaConf.save(cfg, config_file, resolve=True)
     if overrides is not None:
         OmegaConf.save(OmegaConf.create(overrides), config_file.with_name(config_file.stem + ".overrides.yaml"))
-    return run_dir
 
 
 def _warn_about_changes(previous: DictConfig, current: DictConfig) -> None:

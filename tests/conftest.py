@@ -1,7 +1,10 @@
-"""Shared test setup: marker skips and single-threaded determinism where it matters."""
+"""Shared test setup: marker skips and composing the Hydra config the way scripts/train.py does."""
+
+from pathlib import Path
 
 import pytest
 import torch
+from hydra import compose, initialize_config_dir
 
 
 def pytest_collection_modifyitems(config, items):
@@ -9,3 +12,38 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords and not torch.cuda.is_available():
             item.add_marker(skip_gpu)
+
+
+CONFIG_DIR = str(Path(__file__).resolve().parents[1] / "configs")
+
+# The smallest settings that still exercise every part of the static stage (densification
+# included) on the synthetic subject, in a few seconds on 2 CPU cores.
+TINY_SYNTHETIC = [
+    "experiment=synthetic",
+    "image_size=48",
+    "synthetic.num_frames=2",
+    "synthetic.num_gaussians=400",
+    "static.iterations=6",
+    "static.batch_size=2",
+    "static.num_points=300",
+    "static.render_size=48",
+    "static.checkpoint_every=2",
+    "static.orbit_views=4",
+    "static.densify.refine_start_iter=2",
+    "static.densify.refine_every=2",
+    "static.densify.refine_stop_iter=6",
+]
+
+
+def compose_config(overrides: list[str]):
+    """The config scripts/train.py would build for these command-line overrides."""
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        return compose(config_name="train", overrides=overrides)
+
+
+@pytest.fixture
+def tiny_synthetic_config(tmp_path):
+    def build(*extra: str):
+        return compose_config([*TINY_SYNTHETIC, f"output_dir={tmp_path / 'outputs'}", *extra])
+
+    return build

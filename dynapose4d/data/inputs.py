@@ -6,7 +6,7 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig
 
-from ..checkpoint import is_done, mark_done
+from ..checkpoint import mark_done
 from ..errors import DynaPoseError
 from ..export import load_png, save_png
 from .image import load_reference_image
@@ -25,28 +25,32 @@ def background_color(cfg: DictConfig) -> torch.Tensor:
     return torch.tensor(BACKGROUNDS[cfg.background])
 
 
-def prepare_inputs(cfg: DictConfig, run_dir: Path) -> None:
-    """Write input/reference.png (RGBA) and, for the synthetic subject, its ground truth."""
-    directory = input_dir(run_dir)
-    if is_done(directory):
-        return
-    directory.mkdir(parents=True, exist_ok=True)
+def read_inputs(cfg: DictConfig) -> dict:
+    """Load (and so validate) the inputs before anything is written: {"reference": RGBA [H, W, 4], "sample"?}."""
     if cfg.synthetic is not None:
-        from .synthetic import build_sample, save_sample
+        from .synthetic import build_sample
 
         sample = build_sample(synthetic_subject(cfg), resolution=cfg.image_size)
-        save_sample(sample, directory / "synthetic")
-        reference = sample.image
-    elif cfg.image is not None:
-        reference = load_reference_image(cfg.image, cfg.image_size)
-    else:
-        raise DynaPoseError("no input: pass image=path/to/image.png, or experiment=synthetic for the built-in subject")
-    save_png(directory / "reference.png", reference)
+        return {"reference": sample.image, "sample": sample}
+    if cfg.image is not None:
+        return {"reference": load_reference_image(cfg.image, cfg.image_size)}
+    raise DynaPoseError("no input: pass image=path/to/image.png, or experiment=synthetic for the built-in subject")
+
+
+def write_inputs(inputs: dict, run_dir: Path) -> None:
+    """Write input/reference.png and, for the synthetic subject, its ground truth; then mark input DONE."""
+    directory = input_dir(run_dir)
+    directory.mkdir(parents=True, exist_ok=True)
+    if "sample" in inputs:
+        from .synthetic import save_sample
+
+        save_sample(inputs["sample"], directory / "synthetic")
+    save_png(directory / "reference.png", inputs["reference"])
     mark_done(directory)
 
 
 def load_reference(run_dir: Path) -> torch.Tensor:
-    """The RGBA reference image [H, W, 4] written by `prepare_inputs`."""
+    """The RGBA reference image [H, W, 4] written by `write_inputs`."""
     return load_png(input_dir(run_dir) / "reference.png")
 
 
@@ -63,7 +67,7 @@ def synthetic_subject(cfg: DictConfig):
 
 
 def synthetic_sample(cfg: DictConfig, run_dir: Path):
-    """Ground truth saved by `prepare_inputs`, or None for a real image."""
+    """Ground truth saved by `write_inputs`, or None for a real image."""
     if cfg.synthetic is None:
         return None
     from .synthetic import load_sample

@@ -1,0 +1,133 @@
+"""scripts/train.py as a user runs it: bad input gives one clear line and a non-zero exit."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from dynapose4d.checkpoint import load_checkpoint
+
+TRAIN = Path(__file__).resolve().parents[1] / "scripts" / "train.py"
+TINY_REAL = [
+    "image_size=48",
+    "static.iterations=4",
+    "static.num_points=200",
+    "static.render_size=48",
+    "static.orbit_views=2",
+]
+
+
+def train(*overrides: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(TRAIN), *overrides], cwd=cwd, capture_output=True, text=True, timeout=300
+    )
+
+
+def write_rgba(path: Path, alpha_value: int = 255) -> Path:
+    pixels = np.zeros((40, 60, 4), dtype=np.uint8)
+    pixels[10:30, 20:40] = (200, 80, 40, alpha_value)  # an orange box on a transparent canvas
+    Image.fromarray(pixels, "RGBA").save(path)
+    return path
+
+
+def assert_clean_error(result: subprocess.CompletedProcess, message: str) -> None:
+    assert result.returncode != 0
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+
+
+def test_real_rgba_image_runs_the_static_stage(tmp_path):
+    image = write_rgba(tmp_path / "box.png")
+    result = train(f"image={image}", "name=box", f"output_dir={tmp_path / 'out'}", *TINY_REAL, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    (run_dir,) = (tmp_path / "out" / "box").iterdir()
+    assert (run_dir / "static" / "DONE").exists() and (run_dir / "static" / "model.ply").exists()
+    assert not (run_dir / "metrics.json").exists()  # no ground truth for a real image
+    assert not list(tmp_path.glob("*.log"))  # nothing written outside the run directory
+
+
+def missing_image(tmp: Path) -> Path:
+    return tmp / "missing.png"
+
+
+def text_file_named_png(tmp: Path) -> Path:
+    (tmp / "notes.png").write_text("not an image")
+    return tmp / "notes.png"
+
+
+def fully_transparent_image(tmp: Path) -> Path:
+    return write_rgba(tmp / "empty.png", alpha_value=0)
+
+
+def rgb_without_alpha(tmp: Path) -> Path:
+    Image.new("RGB", (32, 32), (9, 9, 9)).save(tmp / "rgb.png")
+    return tmp / "rgb.png"
+
+
+@pytest.mark.parametrize(
+    ("make_input", "message"),
+    [
+        (missing_image, "input image not found"),
+        (text_file_named_png, "cannot read the input image"),
+        (fully_transparent_image, "has no foreground"),
+        (rgb_without_alpha, "has no alpha channel"),
+    ],
+)
+def test_bad_images_fail_with_one_clear_message(tmp_path, make_input, message):
+    result = train(f"image={make_input(tmp_path)}", f"output_dir={tmp_path / 'out'}", *TINY_REAL, cwd=tmp_path)
+    assert_clean_error(result, message)
+
+
+def test_no_input_at_all_says_what_to_pass(tmp_path):
+    assert_clean_error(train(f"output_dir={tmp_path / 'out'}", cwd=tmp_path), "pass image=")
+
+
+def test_unknown_config_key_is_rejected_without_a_traceback(tmp_path):
+    result = train("static.iterationz=3", "experiment=synthetic", cwd=tmp_path)
+    assert_clean_error(result, "iterationz")
+
+
+def test_unwritable_output_dir_is_reported(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")  # a directory cannot be made inside a file, even as root
+    image = write_rgba(tmp_path / "box.png")
+    result = train(f"image={image}", f"output_dir={blocker / 'outputs'}", *TINY_REAL, cwd=tmp_path)
+    assert_clean_error(result, "cannot write to the output directory")
+
+
+def test_ctrl_c_leaves_a_loadable_checkpoint_and_resume_finishes(tmp_path):
+    image = write_rgba(tmp_path / "box.png")
+    run_dir = tmp_path / "run"
+    overrides = [f"image={image}", f"run_dir={run_dir}", *TINY_REAL, "static.iterations=100000",
+                 "static.checkpoint_every=1"]  # fmt: skip
+    command = [sys.executable, str(TRAIN), *overrides]
+    process = subprocess.Popen(command, cwd=tmp_path, stderr=subprocess.PIPE, text=True)
+    checkpoint = run_dir / "static" / "checkpoint.pt"
+    deadline = time.monotonic() + 120
+    while not checkpoint.exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert checkpoint.exists(), "training never wrote a checkpoint"
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130
+    assert "resume=true" in stderr and "Traceback" not in stderr
+    step = load_checkpoint(checkpoint)["step"]
+    assert step >= 1
+
+    finish = train(*overrides[:-2], f"static.iterations={step + 2}", "resume=true", cwd=tmp_path)
+    assert finish.returncode == 0, finish.stderr
+    assert load_checkpoint(checkpoint)["step"] == step + 2
+    assert (run_dir / "static" / "DONE").exists()
+    assert os.path.getsize(run_dir / "static" / "model.ply") > 0
+
+
+def test_bad_input_leaves_no_run_directory_behind(tmp_path):
+    result = train("image=missing.png", f"output_dir={tmp_path / 'out'}", cwd=tmp_path)
+    assert_clean_error(result, "input image not found")
+    assert not (tmp_path / "out").exists()
