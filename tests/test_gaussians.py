@@ -7,9 +7,11 @@ import numpy as np
 import pytest
 import torch
 
+from dynapose4d.cameras import orbit_cameras
 from dynapose4d.densify import Densifier
 from dynapose4d.errors import DynaPoseError
 from dynapose4d.gaussians import PLY_PROPERTIES, SH_C0, GaussianModel, nearest_neighbor_spacing
+from dynapose4d.render import rasterize
 
 LRS = {"means": 1e-3, "quats": 1e-3, "scales": 1e-3, "opacities": 1e-2, "sh0": 1e-2}
 
@@ -171,7 +173,8 @@ def test_ply_header_is_inria_layout(tmp_path):
 
 
 def test_ply_readable_by_plyfile_and_loads_files_with_higher_sh(tmp_path):
-    plyfile = pytest.importorskip("plyfile")
+    import plyfile
+
     model = random_model(n=7)
     model.save_ply(tmp_path / "ours.ply")
     vertex = plyfile.PlyData.read(tmp_path / "ours.ply")["vertex"]
@@ -393,14 +396,11 @@ def test_densifier_state_dict_rejects_foreign_keys():
 
 def test_densify_with_real_renders():
     """The renderer's meta drives densification: Gaussians grow and training goes on."""
-    render = pytest.importorskip("dynapose4d.render")
-    from dynapose4d.cameras import orbit_cameras
-
     cameras = orbit_cameras(torch.tensor([0.0, 20.0]), torch.tensor([0.0, 90.0]), width=32, height=32)
     g = torch.Generator().manual_seed(0)
     target_model = GaussianModel.from_sphere(100, radius=0.4, generator=g, color=torch.tensor([0.9, 0.2, 0.1]))
     with torch.no_grad():
-        target, _, _ = render.rasterize(
+        target, _, _ = rasterize(
             **target_model.activated(), viewmats=cameras.viewmats, Ks=cameras.Ks, width=32, height=32, backend="torch"
         )
     model = GaussianModel.from_sphere(60, radius=0.5, generator=g)
@@ -409,7 +409,7 @@ def test_densify_with_real_renders():
     densifier = make_densifier(refine_every=3, grow_grad2d=1e-6, grow_scale3d=0.05)
     densifier.check(model, optimizers)
     for step in range(1, 7):
-        image, _, meta = render.rasterize(
+        image, _, meta = rasterize(
             **model.activated(), viewmats=cameras.viewmats, Ks=cameras.Ks, width=32, height=32, backend="torch"
         )
         densifier.step_pre_backward(model, optimizers, step, meta)

@@ -50,34 +50,35 @@ def _composite_group(coefficients, opacities, colors, basis):
     alpha_raw = opacities[..., None] * torch.exp(-sigma)
     # Conics are positive definite (the projection culls det <= 0), so sigma >= 0 up to
     # rounding and gsplat's `sigma < 0` skip never triggers; the alpha rules are exact.
-    alpha = torch.where(alpha_raw >= ALPHA_THRESHOLD, alpha_raw.clamp(max=MAX_ALPHA), 0.0)
-    t_inclusive = torch.cumprod(1.0 - alpha, dim=1)
+    drawn = alpha_raw >= ALPHA_THRESHOLD
+    one_minus_alpha = 1.0 - torch.where(drawn, alpha_raw.clamp(max=MAX_ALPHA), 0.0)
+    t_inclusive = torch.cumprod(one_minus_alpha, dim=1)
     t_exclusive = torch.nn.functional.pad(t_inclusive[:, :-1], (0, 0, 1, 0), value=1.0)
     keep = t_inclusive > MIN_TRANSMITTANCE  # a prefix along K for every pixel
-    weights = torch.where(keep, alpha * t_exclusive, 0.0)  # [S, K, S*S]
+    weights = torch.where(keep, (1.0 - one_minus_alpha) * t_exclusive, 0.0)  # [S, K, S*S]
     tile_colors = weights.transpose(1, 2) @ colors  # [S, S*S, D]
     tile_alphas = weights.sum(1)  # sum of a_j T_j telescopes to 1 - prod(1 - a_j)
-    return tile_colors, tile_alphas, (alpha_raw, alpha, t_exclusive, keep, weights)
+    # Clamped or sub-threshold alphas, and pixels past the early stop, pass no gradient.
+    passes = keep & drawn & (alpha_raw <= MAX_ALPHA)
+    return tile_colors, tile_alphas, (alpha_raw, one_minus_alpha, t_exclusive, passes, weights)
 
 
 def _composite_group_backward(grad_colors, grad_alphas, coefficients, opacities, colors, basis, tile_alphas, saved):
     """Gradients for one block; grad_colors [S, S*S, D], grad_alphas [S, S*S]."""
-    alpha_raw, alpha, t_exclusive, keep, weights = saved
+    alpha_raw, one_minus_alpha, t_exclusive, passes, weights = saved
     grad_pair_colors = weights @ grad_colors  # [S, K, D]
     color_dot_grad = colors @ grad_colors.transpose(1, 2)  # [S, K, S*S]
-    # Light from everything behind pair i in its pixel: sum_{j > i} c_j w_j.
-    lit = weights * color_dot_grad
-    behind = lit.sum(1, keepdim=True) - torch.cumsum(lit, dim=1)
-    # d(colour)/d(alpha_i) = T_i c_i - behind_i / (1 - alpha_i)
+    # d(colour)/d(alpha_i) = T_i c_i - behind_i / (1 - alpha_i), behind_i = sum_{j > i} c_j w_j
     # d(1 - T_final)/d(alpha_i) = T_final / (1 - alpha_i)
-    tail = (grad_alphas * (1.0 - tile_alphas))[:, None] - behind
-    grad_alpha = t_exclusive * color_dot_grad + tail / (1.0 - alpha)
-    # Clamped or sub-threshold alphas, and pixels past the early stop, pass no gradient.
-    passes = keep & (alpha_raw <= MAX_ALPHA) & (alpha > 0)
-    grad_alpha_raw = torch.where(passes, grad_alpha, 0.0)
-    grad_sigma = -grad_alpha_raw * alpha_raw
-    grad_opacities = (grad_alpha_raw * alpha_raw).sum(-1) / opacities.clamp_min(1e-12)  # a_raw = o exp(-sigma)
-    grad_coefficients = grad_sigma @ basis.T  # [S, K, 6]
+    # With behind_i = total - cumulative_i, the numerator is cumulative_i + (dA T_final - total).
+    lit = weights * color_dot_grad
+    per_pixel = (grad_alphas * (1.0 - tile_alphas))[:, None] - lit.sum(1, keepdim=True)  # [S, 1, S*S]
+    tail = torch.cumsum(lit, dim=1) + per_pixel
+    grad_alpha = t_exclusive * color_dot_grad + tail / one_minus_alpha
+    # alpha_raw = o exp(-sigma): d/do = alpha_raw / o, d/dsigma = -alpha_raw.
+    grad_alpha_raw = torch.where(passes, grad_alpha, 0.0) * alpha_raw
+    grad_opacities = grad_alpha_raw.sum(-1) / opacities.clamp_min(1e-12)
+    grad_coefficients = -(grad_alpha_raw @ basis.T)  # [S, K, 6]
     return grad_coefficients, grad_opacities, grad_pair_colors
 
 

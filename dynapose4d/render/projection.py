@@ -9,6 +9,8 @@ from dataclasses import dataclass
 
 import torch
 
+from ..geometry import quat_to_matrix
+
 ALPHA_THRESHOLD = 1.0 / 255.0  # a Gaussian contributes to a pixel only above this alpha
 MAX_EXTENT = 3.33  # gsplat's cap on the footprint radius in standard deviations
 
@@ -26,15 +28,7 @@ class Projection:
 
 def quat_scale_to_covar(quats: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
     """World covariance R S S^T R^T [N, 3, 3] from wxyz quaternions [N, 4] (any norm) and scales [N, 3]."""
-    w, x, y, z = torch.nn.functional.normalize(quats, dim=-1).unbind(-1)
-    rotation = torch.stack(
-        [
-            1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
-            2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
-            2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y),
-        ],
-        dim=-1,
-    ).reshape(-1, 3, 3)  # fmt: skip
+    rotation = quat_to_matrix(torch.nn.functional.normalize(quats, dim=-1))  # [N, 3, 3]
     m = rotation * scales[:, None, :]  # R S
     return m @ m.transpose(1, 2)
 
