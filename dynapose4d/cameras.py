@@ -40,6 +40,15 @@ class Cameras:
             index = slice(index, index + 1)
         return Cameras(self.viewmats[index], self.Ks[index], self.width, self.height)
 
+    @classmethod
+    def concat(cls, *batches: "Cameras") -> "Cameras":
+        """One batch of all cameras in `batches` (same image size)."""
+        if len({(batch.width, batch.height) for batch in batches}) != 1:
+            raise ValueError("cameras of different image sizes cannot share a batch")
+        viewmats = torch.cat([batch.viewmats for batch in batches])
+        Ks = torch.cat([batch.Ks for batch in batches])
+        return cls(viewmats, Ks, batches[0].width, batches[0].height)
+
     @property
     def positions(self) -> torch.Tensor:
         """Camera centres in world space, [C, 3]."""

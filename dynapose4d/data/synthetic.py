@@ -329,12 +329,7 @@ def build_sample(
     elevations = torch.full_like(azimuths, float(eval_elevation))
     reference = reference_camera(resolution, resolution)
     evaluation = orbit_cameras(elevations, azimuths, width=resolution, height=resolution)
-    cameras = Cameras(
-        torch.cat([reference.viewmats, evaluation.viewmats]),
-        torch.cat([reference.Ks, evaluation.Ks]),
-        resolution,
-        resolution,
-    )
+    cameras = Cameras.concat(reference, evaluation)
 
     frames = []
     for t in range(subject.num_frames):

@@ -97,7 +97,7 @@ class StaticTrainer:
                 camera.radius, camera.fovy, size, size,
             )  # fmt: skip
             views = ViewBatch(novel.to(self.device), elevations, azimuths, camera.radius)
-            cameras = _concat(self.reference_camera, views.cameras)
+            cameras = Cameras.concat(self.reference_camera, views.cameras)
         gaussians = self.model.activated()
         colors, alphas, info = rasterize(
             **gaussians, viewmats=cameras.viewmats, Ks=cameras.Ks, width=size, height=size,
@@ -157,7 +157,7 @@ def finish(cfg: DictConfig, run_dir: Path, model: GaussianModel) -> None:
     gaussians = {key: value.detach() for key, value in model.activated().items()}
     background = background_color(cfg).to(model.params["means"].device)
     size, camera = cfg.image_size, cfg.static.camera
-    write_turntable(stage_dir / "renders", gaussians, background, cfg, size, camera)
+    reference_render = write_turntable(stage_dir / "renders", gaussians, background, cfg, size, camera)
 
     sample = synthetic_sample(cfg, run_dir)
     if sample is None:
@@ -166,17 +166,11 @@ def finish(cfg: DictConfig, run_dir: Path, model: GaussianModel) -> None:
     renders = render_views(gaussians, eval_cameras.to(background.device), background, cfg.render.backend)
     targets = composite(sample.eval_renders[0].to(background.device), background)  # frame 0, [V, H, W, 3]
     per_view = [psnr(render, target) for render, target in zip(renders, targets)]
-    reference_render = render_views(
-        gaussians,
-        reference_camera(size, size, camera.radius, camera.fovy).to(background.device),
-        background,
-        cfg.render.backend,
-    )[0]
     metrics = {
         "heldout_psnr_frame0": sum(per_view) / len(per_view),
         "heldout_ssim_frame0": sum(ssim(r, t) for r, t in zip(renders, targets)) / len(per_view),
         "heldout_psnr_per_view": dict(zip((f"azimuth_{a:g}" for a in sample.eval_azimuths.tolist()), per_view)),
-        "reference_psnr": psnr(reference_render, composite(sample.image.to(background.device), background)),
+        "reference_psnr": psnr(reference_render, composite(sample.image, background.cpu())),
         "num_gaussians": model.num_gaussians,
     }
     update_metrics_file(run_dir, NAME, metrics)
@@ -188,9 +182,3 @@ def _resize(image: torch.Tensor, size: int) -> torch.Tensor:
     if image.shape[0] == size:
         return image
     return F.interpolate(image.permute(2, 0, 1)[None], size=(size, size), mode="area")[0].permute(1, 2, 0)
-
-
-def _concat(first: Cameras, second: Cameras) -> Cameras:
-    return Cameras(
-        torch.cat([first.viewmats, second.viewmats]), torch.cat([first.Ks, second.Ks]), first.width, first.height
-    )
