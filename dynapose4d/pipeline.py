@@ -16,9 +16,9 @@ log = logging.getLogger(__name__)
 
 def stage_runners() -> dict:
     # Imported on demand: a stage may pull in heavy libraries the others never need.
-    from .stages import static
+    from .stages import dynamic, keypoints, static, video
 
-    return {"static": static.run}
+    return {"static": static.run, "video": video.run, "keypoints": keypoints.run, "dynamic": dynamic.run}
 
 
 def resolve_device(name: str) -> torch.device:

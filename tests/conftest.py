@@ -16,8 +16,8 @@ def pytest_collection_modifyitems(config, items):
 
 CONFIG_DIR = str(Path(__file__).resolve().parents[1] / "configs")
 
-# The smallest settings that still exercise every part of the static stage (densification
-# included) on the synthetic subject, in a few seconds on 2 CPU cores.
+# The smallest settings that still exercise every part of every stage (densification included)
+# on the synthetic subject, in a few seconds on 2 CPU cores.
 TINY_SYNTHETIC = [
     "experiment=synthetic",
     "image_size=48",
@@ -32,6 +32,12 @@ TINY_SYNTHETIC = [
     "static.densify.refine_start_iter=2",
     "static.densify.refine_every=2",
     "static.densify.refine_stop_iter=6",
+    "dynamic.iterations=4",
+    "dynamic.batch_size=2",
+    "dynamic.render_size=48",
+    "dynamic.checkpoint_every=2",
+    "dynamic.orbit_frames=4",
+    "deformation.resolution=[16,16,16,2]",
 ]
 
 

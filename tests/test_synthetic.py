@@ -11,9 +11,9 @@ from dynapose4d.data.synthetic import (
     build_sample,
     load_sample,
     make_subject,
-    project_points,
     save_sample,
 )
+from dynapose4d.keypoints import project_points
 
 SUBJECTS = [("quadruped", "walk"), ("biped", "wave"), ("biped", "walk")]
 FRAMES = 8
@@ -142,7 +142,7 @@ def test_project_points_matches_an_independent_pinhole():
     focal = 0.5 * height / math.tan(math.radians(REFERENCE_FOVY) / 2)
     elevations, azimuths = torch.tensor([0.0, 0.0, 20.0]), torch.tensor([0.0, 90.0, 200.0])
     cameras = orbit_cameras(elevations, azimuths, width=width, height=height)
-    centre = project_points(torch.zeros(1, 3), cameras)
+    centre = project_points(torch.zeros(1, 3), cameras.viewmats, cameras.Ks)
     assert torch.allclose(centre, torch.tensor([width / 2, height / 2]).expand(3, 1, 2), atol=1e-4)
 
     points = torch.rand(20, 3, generator=torch.Generator().manual_seed(0)) - 0.5
@@ -151,7 +151,7 @@ def test_project_points_matches_an_independent_pinhole():
     front = torch.stack([focal * x / (2 - z) + width / 2, -focal * y / (2 - z) + height / 2], -1)
     # Azimuth 90: camera at (2, 0, 0) looking down -x, its right is world -z.
     side = torch.stack([-focal * z / (2 - x) + width / 2, -focal * y / (2 - x) + height / 2], -1)
-    projected = project_points(points, cameras)
+    projected = project_points(points, cameras.viewmats, cameras.Ks)
     assert torch.allclose(projected[0], front, atol=1e-3)
     assert torch.allclose(projected[1], side, atol=1e-3)
 
@@ -159,7 +159,9 @@ def test_project_points_matches_an_independent_pinhole():
 def test_sample_keypoints_are_projected_joints(sample):
     reference = reference_camera(64, 64)
     for t in range(len(sample.joints3d)):
-        assert torch.allclose(sample.keypoints[t], project_points(sample.joints3d[t], reference)[0], atol=1e-4)
+        assert torch.allclose(
+            sample.keypoints[t], project_points(sample.joints3d[t], reference.viewmats, reference.Ks)[0], atol=1e-4
+        )
     assert torch.equal(sample.support_keypoints, sample.keypoints[0])
     assert torch.equal(sample.image, sample.driving_video[0])
     assert sample.keypoints.shape == (3, JOINT_COUNT, 2) and sample.joints3d.shape == (3, JOINT_COUNT, 3)

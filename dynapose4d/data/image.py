@@ -50,3 +50,12 @@ def composite(rgba: torch.Tensor, background: torch.Tensor) -> torch.Tensor:
     """RGB [..., 3] of straight-alpha RGBA [..., 4] over a background colour [3]."""
     alpha = rgba[..., 3:]
     return rgba[..., :3] * alpha + background * (1 - alpha)
+
+
+def resize_square(images: torch.Tensor, size: int) -> torch.Tensor:
+    """Images [..., H, W, C] -> [..., size, size, C] (area averaging when shrinking)."""
+    if images.shape[-3] == size and images.shape[-2] == size:
+        return images
+    batch = images.reshape(-1, *images.shape[-3:]).permute(0, 3, 1, 2)  # [B, C, H, W]
+    resized = torch.nn.functional.interpolate(batch, size=(size, size), mode="area").permute(0, 2, 3, 1)
+    return resized.reshape(*images.shape[:-3], size, size, images.shape[-1])

@@ -20,6 +20,7 @@ import torch
 from ..cameras import REFERENCE_FOVY, REFERENCE_RADIUS, Cameras, orbit_cameras, reference_camera
 from ..export import load_png, save_png
 from ..geometry import axis_angle_quat, quat_multiply, quat_to_matrix
+from ..keypoints import project_points
 from ..render import rasterize
 from .skeleton import DEFAULT_MOTIONS, JOINT_COUNT, MOTIONS, SKELETONS, yaw_matrix
 
@@ -28,7 +29,6 @@ __all__ = [
     "SyntheticSubject",
     "SyntheticSample",
     "make_subject",
-    "project_points",
     "build_sample",
     "save_sample",
     "load_sample",
@@ -285,14 +285,6 @@ def _hsv_to_rgb(h: torch.Tensor, s: torch.Tensor, v: torch.Tensor) -> torch.Tens
 # --- cameras, samples, files -------------------------------------------------------
 
 
-def project_points(points: torch.Tensor, cameras: Cameras) -> torch.Tensor:
-    """Pixel coordinates [C, P, 2] (x right, y down, pixel centres at +0.5) of world points [P, 3]."""
-    viewmats = cameras.viewmats.to(points)
-    camera = points @ viewmats[:, :3, :3].transpose(1, 2) + viewmats[:, None, :3, 3]  # [C, P, 3]
-    pixels = camera @ cameras.Ks.to(points).transpose(1, 2)  # [C, P, 3]
-    return pixels[..., :2] / pixels[..., 2:]
-
-
 @dataclass
 class SyntheticSample:
     """Everything a run needs from a synthetic subject, as tensors.
@@ -337,7 +329,9 @@ def build_sample(
         frames.append(torch.cat([unpremultiply(premultiplied, alpha), alpha], dim=-1).cpu())  # [1 + V, H, W, 4]
     renders = torch.stack(frames)  # [T, 1 + V, H, W, 4]
     joints3d = torch.stack([subject.joints_at(t) for t in range(subject.num_frames)])  # [T, J, 3]
-    keypoints = project_points(joints3d.reshape(-1, 3), reference)[0].reshape(subject.num_frames, -1, 2)
+    keypoints = project_points(joints3d.reshape(-1, 3), reference.viewmats, reference.Ks)[0].reshape(
+        subject.num_frames, -1, 2
+    )
     return SyntheticSample(
         image=renders[0, 0],
         driving_video=renders[:, 0],

@@ -28,17 +28,13 @@ def render_views(
     return torch.cat(images)
 
 
-def write_turntable(directory: Path, gaussians, background, cfg, size: int, camera) -> torch.Tensor:
-    """reference.png, grid.png (8 azimuths) and orbit.mp4 (a full turn) of a static model.
-
-    Returns the reference-view render [H, W, 3] (on the CPU), for metrics.
-    """
+def write_turntable(directory: Path, gaussians, background, cfg, size: int, camera) -> None:
+    """reference.png, grid.png (8 azimuths) and orbit.mp4 (a full turn) of a static model."""
     directory.mkdir(parents=True, exist_ok=True)
     device = background.device
     backend = cfg.render.backend
     reference = reference_camera(size, size, camera.radius, camera.fovy).to(device)
-    reference_render = render_views(gaussians, reference, background, backend)[0]
-    save_png(directory / "reference.png", reference_render)
+    save_png(directory / "reference.png", render_views(gaussians, reference, background, backend)[0])
     grid_cameras = orbit_cameras(torch.zeros(len(GRID_AZIMUTHS)), torch.tensor(GRID_AZIMUTHS, dtype=torch.float32),
                                  camera.radius, camera.fovy, size, size).to(device)  # fmt: skip
     save_png(directory / "grid.png", image_grid(render_views(gaussians, grid_cameras, background, backend), 4))
@@ -46,4 +42,3 @@ def write_turntable(directory: Path, gaussians, background, cfg, size: int, came
     azimuths = torch.arange(count, dtype=torch.float32) * 360.0 / count
     orbit = orbit_cameras(torch.full((count,), ORBIT_ELEVATION), azimuths, camera.radius, camera.fovy, size, size)
     write_video(directory / "orbit.mp4", render_views(gaussians, orbit.to(device), background, backend), fps=24)
-    return reference_render

@@ -14,16 +14,17 @@ import torch.nn.functional as F
 from omegaconf import DictConfig
 from tqdm import tqdm
 
-from ..cameras import Cameras, orbit_cameras, reference_camera, sample_orbit_cameras
+from ..cameras import Cameras, reference_camera, sample_orbit_cameras
 from ..checkpoint import load_checkpoint, mark_done, save_checkpoint
-from ..data.image import composite
+from ..data.image import composite, resize_square
 from ..data.inputs import background_color, load_reference, synthetic_sample, synthetic_subject
 from ..densify import Densifier
+from ..evaluation import evaluate_frames
 from ..gaussians import GaussianModel
-from ..metrics import psnr, ssim, update_metrics_file
+from ..metrics import update_metrics_file
 from ..priors import ViewBatch, build_prior
 from ..render import rasterize
-from .outputs import render_views, write_turntable
+from .outputs import write_turntable
 
 log = logging.getLogger(__name__)
 NAME = "static"
@@ -37,7 +38,7 @@ class StaticTrainer:
         self.stage_dir = run_dir / NAME
         self.stage_dir.mkdir(parents=True, exist_ok=True)
         size = self.settings.render_size
-        reference = _resize(load_reference(run_dir), size)  # [S, S, 4]
+        reference = resize_square(load_reference(run_dir), size)  # [S, S, 4]
         self.background = background_color(cfg).to(device)  # [3]
         self.target_rgb = composite(reference.to(device), self.background)  # [S, S, 3]
         self.target_mask = reference[..., 3:].to(device)  # [S, S, 1]
@@ -151,34 +152,17 @@ def run(cfg: DictConfig, run_dir: Path, device: torch.device) -> None:
 
 @torch.no_grad()
 def finish(cfg: DictConfig, run_dir: Path, model: GaussianModel) -> None:
-    """Model PLY, renders to look at, and held-out metrics when ground truth exists."""
+    """Model PLY, renders to look at, and held-out metrics at frame 0 when ground truth exists."""
     stage_dir = run_dir / NAME
     model.save_ply(stage_dir / "model.ply")
     gaussians = {key: value.detach() for key, value in model.activated().items()}
     background = background_color(cfg).to(model.params["means"].device)
-    size, camera = cfg.image_size, cfg.static.camera
-    reference_render = write_turntable(stage_dir / "renders", gaussians, background, cfg, size, camera)
-
+    write_turntable(stage_dir / "renders", gaussians, background, cfg, cfg.image_size, cfg.static.camera)
     sample = synthetic_sample(cfg, run_dir)
-    if sample is None:
-        return
-    eval_cameras = orbit_cameras(sample.eval_elevations, sample.eval_azimuths, camera.radius, camera.fovy, size, size)
-    renders = render_views(gaussians, eval_cameras.to(background.device), background, cfg.render.backend)
-    targets = composite(sample.eval_renders[0].to(background.device), background)  # frame 0, [V, H, W, 3]
-    per_view = [psnr(render, target) for render, target in zip(renders, targets)]
-    metrics = {
-        "heldout_psnr_frame0": sum(per_view) / len(per_view),
-        "heldout_ssim_frame0": sum(ssim(r, t) for r, t in zip(renders, targets)) / len(per_view),
-        "heldout_psnr_per_view": dict(zip((f"azimuth_{a:g}" for a in sample.eval_azimuths.tolist()), per_view)),
-        "reference_psnr": psnr(reference_render, composite(sample.image, background.cpu())),
-        "num_gaussians": model.num_gaussians,
-    }
-    update_metrics_file(run_dir, NAME, metrics)
-    log.info("static: held-out PSNR at frame 0 = %.2f dB", metrics["heldout_psnr_frame0"])
-
-
-def _resize(image: torch.Tensor, size: int) -> torch.Tensor:
-    """[H, W, C] -> [size, size, C] (area averaging when shrinking)."""
-    if image.shape[0] == size:
-        return image
-    return F.interpolate(image.permute(2, 0, 1)[None], size=(size, size), mode="area")[0].permute(1, 2, 0)
+    if sample is not None:
+        metrics = evaluate_frames(
+            lambda frame: gaussians, sample, [0], background, cfg.static.camera, cfg.render.backend
+        )
+        metrics["num_gaussians"] = model.num_gaussians
+        update_metrics_file(run_dir, NAME, metrics)
+        log.info("static: held-out PSNR at frame 0 = %.2f dB", metrics["heldout_psnr"])

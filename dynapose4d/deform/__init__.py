@@ -1,0 +1,91 @@
+"""Deformation fields phi(S, t) of DynaPose4D (eq. 2: S'_tau = phi(S, tau)).
+
+A deformation maps the canonical (static) Gaussians to their state at normalised
+time t in [-1, 1] (DESIGN.md §3: t spans the whole clip). Two fields share one
+interface, so the dynamic stage and the losses never need to know which one runs:
+
+    hexplane        DreamGaussian4D's field: the K-planes / 4DGaussians hexplane
+                    feature grid plus small MLP heads (`hexplane.py`)
+    sparse_control  SC4D's sparse control nodes with a motion MLP, skinned to the
+                    Gaussians by linear blending of rigid transforms (`sparse_control.py`)
+
+Both are exactly the identity at initialisation (zero-initialised output layers), so
+the dynamic stage starts from the static result.
+"""
+
+import inspect
+from collections.abc import Mapping
+
+import torch
+
+
+def normalised_time(frames: torch.Tensor, num_frames: int) -> torch.Tensor:
+    """Frame indices tau in {0..T-1} (fractional allowed) -> t = 2 tau / (T - 1) - 1 in [-1, 1].
+
+    The end frames map to -1 and 1 exactly, so the field's time axis is fully used
+    (4DGaussians feeds [0, 1] and wastes half of it, their issue #251). T = 1 gives 0.
+    """
+    frames = torch.as_tensor(frames, dtype=torch.float32)
+    if num_frames <= 1:
+        return torch.zeros_like(frames)
+    return 2.0 * frames / (num_frames - 1) - 1.0
+
+
+class Deformation(torch.nn.Module):
+    """Base class: canonical Gaussians + a batch of times -> deformed Gaussians per time."""
+
+    def forward(
+        self, means: torch.Tensor, quats: torch.Tensor, log_scales: torch.Tensor, t: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Deform N canonical Gaussians to B times.
+
+        Args:
+            means: [N, 3] canonical centres.
+            quats: [N, 4] canonical unit quaternions (wxyz).
+            log_scales: [N, 3] log standard deviations.
+            t: [B] normalised times in [-1, 1] (see `normalised_time`).
+
+        Returns:
+            means [B, N, 3], unit quats [B, N, 4], log_scales [B, N, 3].
+        """
+        raise NotImplementedError
+
+    def motion_points(self, means: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """[B, M, 3] points whose trajectories the spatio-temporal consistency loss (eq. 5) smooths."""
+        raise NotImplementedError
+
+    def param_groups(self, lr: float) -> list[dict]:
+        """Adam parameter groups at base learning rate `lr`; fields whose parts need different rates override it."""
+        return [{"params": list(self.parameters()), "lr": lr, "name": "deformation"}]
+
+    def deform_points(self, points: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """Move arbitrary points [P, 3] (e.g. lifted keypoints) with the field: [B, P, 3].
+
+        A point is a Gaussian with identity rotation and unit scale; both fields move a
+        centre independently of its rotation and scale, so this is the field itself.
+        """
+        quats = torch.zeros(points.shape[0], 4, dtype=points.dtype, device=points.device)  # [P, 4]
+        quats[:, 0] = 1.0
+        return self(points, quats, torch.zeros_like(points), t)[0]
+
+
+def build_deformation(name: str, settings: Mapping, means: torch.Tensor, num_frames: int) -> Deformation:
+    """The deformation named `name` ("hexplane" | "sparse_control") for canonical centres `means` [N, 3].
+
+    `settings` is the config group (dict or DictConfig). Keys the field's constructor
+    knows are used, missing ones take the constructor's defaults, and other keys (e.g.
+    learning rates, which belong to the trainer) are ignored. `num_frames` is accepted
+    for fields that size their time axis from the clip; both current ones use
+    normalised time and ignore it.
+    """
+    # Imported here: the submodules import `Deformation` from this package.
+    from .hexplane import HexPlaneDeformation
+    from .sparse_control import SparseControlDeformation
+
+    classes = {"hexplane": HexPlaneDeformation, "sparse_control": SparseControlDeformation}
+    if name not in classes:
+        raise ValueError(f"unknown deformation {name!r}; choose one of {sorted(classes)}")
+    cls = classes[name]
+    known = [key for key in inspect.signature(cls.__init__).parameters if key not in ("self", "means")]
+    kwargs = {key: settings[key] for key in known if key in settings}
+    return cls(means, **kwargs)

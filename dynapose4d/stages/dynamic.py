@@ -1,0 +1,260 @@
+"""Dynamic stage: a deformation network phi(S, t) animates the static Gaussians (paper eq. 2).
+
+Each step samples a batch of driving frames, deforms the static Gaussians to those
+times, renders them at the reference view and minimises
+
+    L = L_Ref (eq. 3) + w_kml L_KML (eq. 4) + w_scl L_SCL (eq. 5)        (PAL = the last two)
+
+Writes dynamic/{checkpoint.pt, renders/{reference,orbit}.mp4, frames/NNN.ply, DONE} and,
+with ground truth, held-out metrics at every frame.
+"""
+
+import logging
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig
+from tqdm import tqdm
+
+from ..cameras import orbit_cameras, reference_camera
+from ..checkpoint import load_checkpoint, mark_done, save_checkpoint
+from ..data.driving import load_driving_frames, load_keypoints
+from ..data.image import composite, resize_square
+from ..data.inputs import background_color, load_reference, synthetic_sample
+from ..deform import build_deformation, normalised_time
+from ..errors import DynaPoseError
+from ..evaluation import evaluate_frames
+from ..export import write_video
+from ..gaussians import GaussianModel
+from ..keypoints import TemplateMatchingDetector, lift_keypoints, project_points
+from ..losses import keypoint_match_loss, pose_alignment_loss, reference_loss, spatio_temporal_consistency_loss
+from ..metrics import update_metrics_file
+from ..render import rasterize
+from .outputs import ORBIT_ELEVATION, render_views
+
+log = logging.getLogger(__name__)
+NAME = "dynamic"
+KML_MODES = ("lift", "render")
+
+
+class DynamicTrainer:
+    """The static model (frozen by default), the deformation network and their optimiser."""
+
+    def __init__(self, cfg: DictConfig, run_dir: Path, device: torch.device):
+        self.cfg, self.settings, self.device = cfg, cfg.dynamic, device
+        if cfg.loss.kml.mode not in KML_MODES:
+            raise DynaPoseError(f"loss.kml.mode must be one of {KML_MODES}, got {cfg.loss.kml.mode!r}")
+        self.stage_dir = run_dir / NAME
+        self.stage_dir.mkdir(parents=True, exist_ok=True)
+        size = self.settings.render_size
+        frames = load_driving_frames(run_dir)  # [T, H, W, 4]
+        scale = size / frames.shape[1]  # keypoints are stored in driving-frame pixels
+        frames = resize_square(frames, size).to(device)
+        self.num_frames = len(frames)
+        self.background = background_color(cfg).to(device)  # [3]
+        self.target_rgb = composite(frames, self.background)  # [T, S, S, 3]
+        self.target_mask = frames[..., 3:]  # [T, S, S, 1]
+        support, keypoints = load_keypoints(run_dir)
+        self.keypoints = (keypoints * scale).to(device)  # [T, N, 2]
+        camera = cfg.static.camera
+        self.camera = reference_camera(size, size, camera.radius, camera.fovy).to(device)
+
+        self.model = load_static_model(run_dir).to(device)
+        self.model.requires_grad_(self.settings.optimize_gaussians)
+        canonical_means = self.model.params["means"].detach()
+        self.deformation = build_deformation(cfg.deformation.name, cfg.deformation, canonical_means, self.num_frames)
+        self.deformation.to(device)
+        support = (support * scale).to(device)  # [N, 2]
+        if cfg.loss.kml.mode == "lift":
+            self.lifted_keypoints = self._lift(support)  # [N, 3]
+        else:
+            reference = composite(resize_square(load_reference(run_dir), size).to(device), self.background)
+            self.detector = TemplateMatchingDetector(reference, support)
+        groups = self.deformation.param_groups(self.settings.lr)
+        if self.settings.optimize_gaussians:
+            groups.append({"params": list(self.model.parameters()), "lr": self.settings.gaussian_lr})
+        self.optimizer = torch.optim.Adam(groups)
+        self.generator = torch.Generator().manual_seed(cfg.seed)
+        self.step = 0
+        checkpoint_path = self.stage_dir / "checkpoint.pt"
+        if cfg.resume and checkpoint_path.exists():
+            self._restore(load_checkpoint(checkpoint_path))
+            log.info("dynamic: resumed at step %d from %s", self.step, checkpoint_path)
+
+    # ----- deformed Gaussians ---------------------------------------------------------------
+
+    def deformed(self, frames: torch.Tensor) -> list[dict[str, torch.Tensor]]:
+        """Activated Gaussians at each frame index in `frames` [B]."""
+        raw, static = self.model.params, self.model.activated()
+        t = normalised_time(frames.float(), self.num_frames).to(self.device)
+        means, quats, log_scales = self.deformation(raw["means"], static["quats"], raw["scales"], t)
+        return [
+            {**static, "means": means[b], "quats": quats[b], "scales": torch.exp(log_scales[b])}
+            for b in range(len(frames))
+        ]
+
+    @torch.no_grad()
+    def _lift(self, support: torch.Tensor) -> torch.Tensor:
+        """Support keypoints [N, 2] -> 3D points on the static model, via its expected depth at the reference view."""
+        static = self.model.activated()
+        colors, alphas, _ = rasterize(
+            **static, viewmats=self.camera.viewmats, Ks=self.camera.Ks, width=self.camera.width,
+            height=self.camera.height, render_mode="RGB+ED", backend=self.cfg.render.backend,
+        )  # fmt: skip
+        depth = colors[0, ..., 3:]  # [S, S, 1]
+        return lift_keypoints(support, depth, alphas[0], self.camera.viewmats[0], self.camera.Ks[0])
+
+    # ----- optimisation ---------------------------------------------------------------------
+
+    def sample_frames(self) -> torch.Tensor:
+        """A batch of distinct frame indices [B] (all frames when the batch is at least T)."""
+        count = min(self.settings.batch_size, self.num_frames)
+        return torch.randperm(self.num_frames, generator=self.generator)[:count].sort().values
+
+    def train_step(self) -> dict[str, float]:
+        weights = self.cfg.loss
+        frames = self.sample_frames()
+        renders, alphas = [], []
+        for gaussians in self.deformed(frames):
+            color, alpha, _ = rasterize(
+                **gaussians, viewmats=self.camera.viewmats, Ks=self.camera.Ks, width=self.camera.width,
+                height=self.camera.height, backgrounds=self.background[None], backend=self.cfg.render.backend,
+            )  # fmt: skip
+            renders.append(color[0])
+            alphas.append(alpha[0])
+        renders, alphas = torch.stack(renders), torch.stack(alphas)  # [B, S, S, 3], [B, S, S, 1]
+        losses = {
+            "ref": reference_loss(
+                renders, self.target_rgb[frames], alphas, self.target_mask[frames], weights.ref.mask / weights.ref.rgb
+            ),
+            "kml": self._keypoint_match(frames, renders) if weights.kml.weight > 0 else torch.zeros(()),
+            "scl": self._consistency(frames) if weights.scl.weight > 0 else torch.zeros(()),
+        }
+        total = weights.ref.rgb * losses["ref"] + pose_alignment_loss(
+            losses["kml"], losses["scl"], weights.kml.weight, weights.scl.weight
+        )
+        self.optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        self.optimizer.step()
+        self.step += 1
+        return {key: value.item() for key, value in losses.items()}
+
+    def _keypoint_match(self, frames: torch.Tensor, renders: torch.Tensor) -> torch.Tensor:
+        """L_KML between the driving frames' keypoints and those of the deformed model."""
+        if self.cfg.loss.kml.mode == "lift":
+            t = normalised_time(frames.float(), self.num_frames).to(self.device)
+            count = len(self.lifted_keypoints)
+            identity = torch.tensor([1.0, 0.0, 0.0, 0.0], device=self.device).expand(count, 4)
+            points = self.deformation(self.lifted_keypoints, identity, torch.zeros(count, 3, device=self.device), t)[0]
+            batch = len(frames)
+            predicted = project_points(
+                points, self.camera.viewmats.expand(batch, 4, 4), self.camera.Ks.expand(batch, 3, 3)
+            )
+        else:
+            predicted = self.detector(renders)  # [B, N, 2]
+        return keypoint_match_loss(predicted, self.keypoints[frames], self.camera.width)
+
+    def _consistency(self, frames: torch.Tensor) -> torch.Tensor:
+        """L_SCL over each sampled frame and the next one (the last frame has no successor)."""
+        frames = frames[frames < self.num_frames - 1]
+        if len(frames) == 0:
+            return torch.zeros((), device=self.device)
+        canonical = self.model.params["means"]
+        now = self.deformation.motion_points(
+            canonical, normalised_time(frames.float(), self.num_frames).to(self.device)
+        )
+        after = self.deformation.motion_points(
+            canonical, normalised_time(frames.float() + 1, self.num_frames).to(self.device)
+        )
+        return sum(spatio_temporal_consistency_loss(torch.stack([a, b])) for a, b in zip(now, after))
+
+    # ----- checkpointing --------------------------------------------------------------------
+
+    def state_dict(self) -> dict:
+        state = {
+            "step": self.step,
+            "deformation": self.deformation.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "generator": self.generator.get_state(),
+            "torch_rng": torch.get_rng_state(),
+        }
+        if self.settings.optimize_gaussians:
+            state["model"] = {key: value.detach().cpu() for key, value in self.model.params.items()}
+        return state
+
+    def _restore(self, checkpoint: dict) -> None:
+        self.step = checkpoint["step"]
+        self.deformation.load_state_dict(checkpoint["deformation"])
+        if "model" in checkpoint:
+            self.model.load_state_dict(checkpoint["model"])
+        self.optimizer.load_state_dict(checkpoint["optimizer"])
+        self.generator.set_state(checkpoint["generator"])
+        torch.set_rng_state(checkpoint["torch_rng"])
+
+    def save(self) -> None:
+        save_checkpoint(self.state_dict(), self.stage_dir / "checkpoint.pt")
+
+
+def load_static_model(run_dir: Path) -> GaussianModel:
+    path = run_dir / "static" / "checkpoint.pt"
+    if not path.exists():
+        raise DynaPoseError(f"no static model at {path}: run the static stage first")
+    return GaussianModel(load_checkpoint(path)["model"])
+
+
+def run(cfg: DictConfig, run_dir: Path, device: torch.device) -> None:
+    trainer = DynamicTrainer(cfg, run_dir, device)
+    settings = cfg.dynamic
+    progress = tqdm(total=settings.iterations, initial=trainer.step, desc="dynamic", dynamic_ncols=True)
+    try:
+        while trainer.step < settings.iterations:
+            losses = trainer.train_step()
+            progress.update(1)
+            progress.set_postfix({key: f"{value:.2e}" for key, value in losses.items()})
+            if trainer.step % settings.checkpoint_every == 0:
+                trainer.save()
+    except KeyboardInterrupt:
+        trainer.save()  # the last finished step, so resume=true picks up from here
+        raise
+    finally:
+        progress.close()
+    trainer.save()
+    finish(cfg, run_dir, trainer)
+    mark_done(trainer.stage_dir)
+
+
+@torch.no_grad()
+def finish(cfg: DictConfig, run_dir: Path, trainer: DynamicTrainer) -> None:
+    """Reference and orbit videos over time, per-frame PLY files, and held-out metrics at every frame."""
+    stage_dir = run_dir / NAME
+    frames = list(range(trainer.num_frames))
+    per_frame = [{key: value.detach() for key, value in g.items()} for g in trainer.deformed(torch.tensor(frames))]
+    (stage_dir / "frames").mkdir(exist_ok=True)
+    for frame, gaussians in zip(frames, per_frame):
+        GaussianModel.from_tensors(gaussians).save_ply(stage_dir / "frames" / f"{frame:03d}.ply")
+
+    size, camera, backend = cfg.image_size, cfg.static.camera, cfg.render.backend
+    background = trainer.background
+    reference = reference_camera(size, size, camera.radius, camera.fovy).to(trainer.device)
+    reference_video = torch.cat([render_views(g, reference, background, backend) for g in per_frame])
+    (stage_dir / "renders").mkdir(exist_ok=True)
+    write_video(stage_dir / "renders" / "reference.mp4", reference_video, fps=cfg.video.fps)
+    count = cfg.dynamic.orbit_frames  # the camera turns once while time loops through the clip
+    azimuths = torch.arange(count, dtype=torch.float32) * 360.0 / count
+    orbit = orbit_cameras(torch.full((count,), ORBIT_ELEVATION), azimuths, camera.radius, camera.fovy, size, size)
+    orbit_video = torch.cat(
+        [
+            render_views(per_frame[i % len(per_frame)], orbit[i].to(trainer.device), background, backend)
+            for i in range(count)
+        ]
+    )
+    write_video(stage_dir / "renders" / "orbit.mp4", orbit_video, fps=cfg.video.fps)
+
+    sample = synthetic_sample(cfg, run_dir)
+    if sample is not None:
+        metrics = evaluate_frames(lambda frame: per_frame[frame], sample, frames, background, camera, backend)
+        update_metrics_file(run_dir, NAME, metrics)
+        log.info(
+            "dynamic: held-out PSNR over %d frames = %.2f dB (reference view %.2f dB)",
+            len(frames), metrics["heldout_psnr"], metrics["reference_psnr"],
+        )  # fmt: skip
