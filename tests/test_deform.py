@@ -29,7 +29,7 @@ def canonical(n: int = 300, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, 
 
 def make(name: str, means: torch.Tensor, seed: int = 0):
     torch.manual_seed(seed)
-    return build_deformation(name, TINY[name], means, num_frames=16)
+    return build_deformation(name, TINY[name], means)
 
 
 def test_normalised_time_endpoints():
@@ -174,7 +174,7 @@ def test_farthest_point_sampling_is_deterministic_and_spread():
 def test_build_deformation_reads_a_config_group():
     means = canonical()[0]
     settings = OmegaConf.create({**TINY["hexplane"], "lr_grid": 6.4e-3})  # a trainer key, ignored here
-    hexplane = build_deformation("hexplane", settings, means, num_frames=16)
+    hexplane = build_deformation("hexplane", settings, means)
     assert hexplane.planes["1_xy"].shape == (1, 8, 8, 8)
     with pytest.raises(ValueError, match="unknown deformation"):
-        build_deformation("mlp", {}, means, num_frames=16)
+        build_deformation("mlp", {}, means)

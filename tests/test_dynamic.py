@@ -103,3 +103,14 @@ def _render(trainer, gaussians):
         backgrounds=trainer.background[None], backend="torch",
     )  # fmt: skip
     return colors[0]
+
+
+def test_deformation_init_does_not_depend_on_earlier_random_draws(tiny_synthetic_config):
+    """Every ablation variant must start from the same phi, whatever ran before it in the process."""
+    config = tiny_synthetic_config("stages=[static,video,keypoints]")
+    run_dir = run(config)
+    first = dynamic.DynamicTrainer(config, run_dir, resolve_device("cpu")).deformation.state_dict()
+    torch.rand(1000)  # e.g. another stage's training
+    second = dynamic.DynamicTrainer(config, run_dir, resolve_device("cpu")).deformation.state_dict()
+    for key in first:
+        assert torch.equal(first[key], second[key]), key

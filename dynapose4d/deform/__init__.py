@@ -69,14 +69,12 @@ class Deformation(torch.nn.Module):
         return self(points, quats, torch.zeros_like(points), t)[0]
 
 
-def build_deformation(name: str, settings: Mapping, means: torch.Tensor, num_frames: int) -> Deformation:
+def build_deformation(name: str, settings: Mapping, means: torch.Tensor) -> Deformation:
     """The deformation named `name` ("hexplane" | "sparse_control") for canonical centres `means` [N, 3].
 
     `settings` is the config group (dict or DictConfig). Keys the field's constructor
     knows are used, missing ones take the constructor's defaults, and other keys (e.g.
-    learning rates, which belong to the trainer) are ignored. `num_frames` is accepted
-    for fields that size their time axis from the clip; both current ones use
-    normalised time and ignore it.
+    learning rates, which belong to the trainer) are ignored.
     """
     # Imported here: the submodules import `Deformation` from this package.
     from .hexplane import HexPlaneDeformation

@@ -62,7 +62,10 @@ class DynamicTrainer:
         self.model = load_static_model(run_dir).to(device)
         self.model.requires_grad_(self.settings.optimize_gaussians)
         canonical_means = self.model.params["means"].detach()
-        self.deformation = build_deformation(cfg.deformation.name, cfg.deformation, canonical_means, self.num_frames)
+        # phi's initial weights come from the global RNG: seeding here makes them independent
+        # of which stages ran before in this process (a resumed run, a sweep, the ablation).
+        torch.manual_seed(cfg.seed)
+        self.deformation = build_deformation(cfg.deformation.name, cfg.deformation, canonical_means)
         self.deformation.to(device)
         support = (support * scale).to(device)  # [N, 2]
         if cfg.loss.kml.mode == "lift":
@@ -143,9 +146,7 @@ class DynamicTrainer:
         """L_KML between the driving frames' keypoints and those of the deformed model."""
         if self.cfg.loss.kml.mode == "lift":
             t = normalised_time(frames.float(), self.num_frames).to(self.device)
-            count = len(self.lifted_keypoints)
-            identity = torch.tensor([1.0, 0.0, 0.0, 0.0], device=self.device).expand(count, 4)
-            points = self.deformation(self.lifted_keypoints, identity, torch.zeros(count, 3, device=self.device), t)[0]
+            points = self.deformation.deform_points(self.lifted_keypoints, t)  # [B, N, 3]
             batch = len(frames)
             predicted = project_points(
                 points, self.camera.viewmats.expand(batch, 4, 4), self.camera.Ks.expand(batch, 3, 3)
