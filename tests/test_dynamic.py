@@ -2,7 +2,7 @@
 
 import json
 import math
-from pathlib import Path
+import shutil
 
 import pytest
 import torch
@@ -68,7 +68,13 @@ def test_consistency_loss_reaches_the_deformation(trainer):
 
 
 def test_interrupted_dynamic_stage_resumes_to_the_same_deformation(tiny_synthetic_config, monkeypatch, tmp_path):
-    straight = run(tiny_synthetic_config("name=straight"))
+    # Both runs start from copies of one static model: separately trained ones agree only to
+    # float rounding (BLAS results depend on memory alignment), which Adam then amplifies.
+    base = run(tiny_synthetic_config("stages=[static,video,keypoints]", f"run_dir={tmp_path / 'base'}"))
+    straight, interrupted = tmp_path / "straight", tmp_path / "interrupted"
+    shutil.copytree(base, straight)
+    shutil.copytree(base, interrupted)
+    run(tiny_synthetic_config(f"run_dir={straight}", "resume=true"))
     expected = load_checkpoint(straight / "dynamic" / "checkpoint.pt")["deformation"]
 
     original_step = dynamic.DynamicTrainer.train_step
@@ -79,19 +85,18 @@ def test_interrupted_dynamic_stage_resumes_to_the_same_deformation(tiny_syntheti
         return original_step(trainer)
 
     monkeypatch.setattr(dynamic.DynamicTrainer, "train_step", interrupt_at_step_3)
-    config = tiny_synthetic_config("name=interrupted")
     with pytest.raises(KeyboardInterrupt):
-        run(config)
-    run_dir = next((Path(config.output_dir) / "interrupted").iterdir())
-    assert (run_dir / "static" / "DONE").exists() and not (run_dir / "dynamic" / "DONE").exists()
-    assert load_checkpoint(run_dir / "dynamic" / "checkpoint.pt")["step"] == 3
+        run(tiny_synthetic_config(f"run_dir={interrupted}", "resume=true"))
+    assert not (interrupted / "dynamic" / "DONE").exists()
+    assert load_checkpoint(interrupted / "dynamic" / "checkpoint.pt")["step"] == 3
 
     monkeypatch.setattr(dynamic.DynamicTrainer, "train_step", original_step)
-    run(tiny_synthetic_config("name=interrupted", "resume=true"))
-    resumed = load_checkpoint(run_dir / "dynamic" / "checkpoint.pt")
+    run(tiny_synthetic_config(f"run_dir={interrupted}", "resume=true"))
+    resumed = load_checkpoint(interrupted / "dynamic" / "checkpoint.pt")
     assert resumed["step"] == 4
     for key in expected:
-        torch.testing.assert_close(resumed["deformation"][key], expected[key], msg=key)
+        difference = (resumed["deformation"][key] - expected[key]).abs().max().item()
+        assert torch.equal(resumed["deformation"][key], expected[key]), f"{key}: max difference {difference}"
 
 
 def _render(trainer, gaussians):
