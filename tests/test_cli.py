@@ -131,3 +131,10 @@ def test_bad_input_leaves_no_run_directory_behind(tmp_path):
     result = train("image=missing.png", f"output_dir={tmp_path / 'out'}", cwd=tmp_path)
     assert_clean_error(result, "input image not found")
     assert not (tmp_path / "out").exists()
+
+
+def test_oracle_stages_with_a_real_image_say_what_they_need(tmp_path):
+    image = write_rgba(tmp_path / "box.png")
+    output = f"output_dir={tmp_path / 'out'}"
+    result = train(f"image={image}", "stages=[static,video]", output, *TINY_REAL, cwd=tmp_path)
+    assert_clean_error(result, "video.source=oracle needs ground truth")

@@ -69,7 +69,9 @@ def test_consistency_loss_reaches_the_deformation(trainer):
 
 def test_interrupted_dynamic_stage_resumes_to_the_same_deformation(tiny_synthetic_config, monkeypatch, tmp_path):
     # Both runs start from copies of one static model: separately trained ones agree only to
-    # float rounding (BLAS results depend on memory alignment), which Adam then amplifies.
+    # float rounding (CPU BLAS results depend on memory alignment), which Adam then amplifies.
+    # The same rounding can occur inside the dynamic stage, hence the tolerance below: a lost
+    # optimizer or RNG state shows at the planes' 3e-2 learning rate.
     base = run(tiny_synthetic_config("stages=[static,video,keypoints]", f"run_dir={tmp_path / 'base'}"))
     straight, interrupted = tmp_path / "straight", tmp_path / "interrupted"
     shutil.copytree(base, straight)
@@ -95,8 +97,8 @@ def test_interrupted_dynamic_stage_resumes_to_the_same_deformation(tiny_syntheti
     resumed = load_checkpoint(interrupted / "dynamic" / "checkpoint.pt")
     assert resumed["step"] == 4
     for key in expected:
-        difference = (resumed["deformation"][key] - expected[key]).abs().max().item()
-        assert torch.equal(resumed["deformation"][key], expected[key]), f"{key}: max difference {difference}"
+        actual = resumed["deformation"][key]
+        torch.testing.assert_close(actual, expected[key], atol=1e-4, rtol=0, msg=lambda m, key=key: f"{key}: {m}")
 
 
 def _render(trainer, gaussians):

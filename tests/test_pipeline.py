@@ -69,8 +69,10 @@ def test_interrupted_static_stage_resumes_to_the_same_model(static_config, monke
     monkeypatch.setattr(static.StaticTrainer, "train_step", original_step)
     assert run(static_config("name=interrupted", "resume=true")) == run_dir  # the latest run of the name
     resumed = load_checkpoint(run_dir / "static" / "checkpoint.pt")["model"]
+    # The two runs agree to float rounding (CPU BLAS results depend on memory alignment),
+    # which Adam amplifies; a lost optimizer or RNG state shows at the 1e-3 learning rate.
     for key in expected:
-        torch.testing.assert_close(resumed[key], expected[key], msg=key)
+        torch.testing.assert_close(resumed[key], expected[key], atol=1e-4, rtol=0, msg=lambda m, key=key: f"{key}: {m}")
 
 
 def test_resume_skips_finished_stages(static_config, monkeypatch):

@@ -73,3 +73,14 @@ def synthetic_sample(cfg: DictConfig, run_dir: Path):
     from .synthetic import load_sample
 
     return load_sample(input_dir(run_dir) / "synthetic")
+
+
+def oracle_sample(cfg: DictConfig, run_dir: Path, stage: str):
+    """The ground truth an `oracle` source reads; a clear error for any other source or a real image."""
+    source = cfg[stage].source
+    if source != "oracle":
+        raise DynaPoseError(f"unknown {stage}.source={source!r}; available: oracle")
+    sample = synthetic_sample(cfg, run_dir)
+    if sample is None:
+        raise DynaPoseError(f"{stage}.source=oracle needs ground truth: use it with experiment=synthetic")
+    return sample

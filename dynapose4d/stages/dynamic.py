@@ -14,7 +14,6 @@ from pathlib import Path
 
 import torch
 from omegaconf import DictConfig
-from tqdm import tqdm
 
 from ..cameras import orbit_cameras, reference_camera
 from ..checkpoint import load_checkpoint, mark_done, save_checkpoint
@@ -30,6 +29,7 @@ from ..keypoints import TemplateMatchingDetector, lift_keypoints, project_points
 from ..losses import keypoint_match_loss, pose_alignment_loss, reference_loss, spatio_temporal_consistency_loss
 from ..metrics import update_metrics_file
 from ..render import rasterize
+from .loop import run_training
 from .outputs import ORBIT_ELEVATION, render_views
 
 log = logging.getLogger(__name__)
@@ -205,21 +205,7 @@ def load_static_model(run_dir: Path) -> GaussianModel:
 
 def run(cfg: DictConfig, run_dir: Path, device: torch.device) -> None:
     trainer = DynamicTrainer(cfg, run_dir, device)
-    settings = cfg.dynamic
-    progress = tqdm(total=settings.iterations, initial=trainer.step, desc="dynamic", dynamic_ncols=True)
-    try:
-        while trainer.step < settings.iterations:
-            losses = trainer.train_step()
-            progress.update(1)
-            progress.set_postfix({key: f"{value:.2e}" for key, value in losses.items()})
-            if trainer.step % settings.checkpoint_every == 0:
-                trainer.save()
-    except KeyboardInterrupt:
-        trainer.save()  # the last finished step, so resume=true picks up from here
-        raise
-    finally:
-        progress.close()
-    trainer.save()
+    run_training(trainer, cfg.dynamic.iterations, cfg.dynamic.checkpoint_every, NAME)
     finish(cfg, run_dir, trainer)
     mark_done(trainer.stage_dir)
 

@@ -12,19 +12,13 @@ from omegaconf import DictConfig
 
 from ..checkpoint import mark_done
 from ..data.driving import load_driving_frames, save_keypoints
-from ..data.inputs import synthetic_sample
-from ..errors import DynaPoseError
+from ..data.inputs import oracle_sample
 
 NAME = "keypoints"
-SOURCES = ("oracle",)
 
 
 def run(cfg: DictConfig, run_dir: Path, device: torch.device) -> None:
-    if cfg.keypoints.source not in SOURCES:
-        raise DynaPoseError(f"unknown keypoints.source={cfg.keypoints.source!r}; available: {', '.join(SOURCES)}")
-    sample = synthetic_sample(cfg, run_dir)
-    if sample is None:
-        raise DynaPoseError("keypoints.source=oracle needs ground truth: use it with experiment=synthetic")
+    sample = oracle_sample(cfg, run_dir, NAME)
     stage_dir = run_dir / NAME
     frames = load_driving_frames(run_dir)
     save_keypoints(stage_dir, sample.support_keypoints, sample.keypoints, sample.joint_names, frames, cfg.video.fps)

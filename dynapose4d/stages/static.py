@@ -12,7 +12,6 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig
-from tqdm import tqdm
 
 from ..cameras import Cameras, reference_camera, sample_orbit_cameras
 from ..checkpoint import load_checkpoint, mark_done, save_checkpoint
@@ -24,6 +23,7 @@ from ..gaussians import GaussianModel
 from ..metrics import update_metrics_file
 from ..priors import ViewBatch, build_prior
 from ..render import rasterize
+from .loop import run_training
 from .outputs import write_turntable
 
 log = logging.getLogger(__name__)
@@ -119,7 +119,7 @@ class StaticTrainer:
             optimizer.zero_grad(set_to_none=True)
         self.densifier.step_post_backward(self.model, self.optimizers, self.step, info)
         self.step += 1
-        return {key: value.item() for key, value in losses.items()}
+        return {**{key: value.item() for key, value in losses.items()}, "gaussians": self.model.num_gaussians}
 
     def _decay_means_lr(self) -> None:
         """Exponential decay of the position learning rate from lr.means to lr.means_final."""
@@ -131,21 +131,7 @@ class StaticTrainer:
 
 def run(cfg: DictConfig, run_dir: Path, device: torch.device) -> None:
     trainer = StaticTrainer(cfg, run_dir, device)
-    settings = cfg.static
-    progress = tqdm(total=settings.iterations, initial=trainer.step, desc="static", dynamic_ncols=True)
-    try:
-        while trainer.step < settings.iterations:
-            losses = trainer.train_step()
-            progress.update(1)
-            progress.set_postfix(n=trainer.model.num_gaussians, **{k: f"{v:.4f}" for k, v in losses.items()})
-            if trainer.step % settings.checkpoint_every == 0:
-                trainer.save()
-    except KeyboardInterrupt:
-        trainer.save()  # the last finished step, so resume=true picks up from here
-        raise
-    finally:
-        progress.close()
-    trainer.save()
+    run_training(trainer, cfg.static.iterations, cfg.static.checkpoint_every, NAME)
     finish(cfg, run_dir, trainer.model)
     mark_done(trainer.stage_dir)
 

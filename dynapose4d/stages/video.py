@@ -11,19 +11,13 @@ from omegaconf import DictConfig
 
 from ..checkpoint import mark_done
 from ..data.driving import save_driving_frames
-from ..data.inputs import synthetic_sample
-from ..errors import DynaPoseError
+from ..data.inputs import oracle_sample
 
 NAME = "video"
-SOURCES = ("oracle",)
 
 
 def run(cfg: DictConfig, run_dir: Path, device: torch.device) -> None:
-    if cfg.video.source not in SOURCES:
-        raise DynaPoseError(f"unknown video.source={cfg.video.source!r}; available: {', '.join(SOURCES)}")
-    sample = synthetic_sample(cfg, run_dir)
-    if sample is None:
-        raise DynaPoseError("video.source=oracle needs ground truth: use it with experiment=synthetic")
+    sample = oracle_sample(cfg, run_dir, NAME)
     stage_dir = run_dir / NAME
     save_driving_frames(stage_dir, sample.driving_video, cfg.video.fps)
     mark_done(stage_dir)
