@@ -141,3 +141,32 @@ def sample_orbit_cameras(
     elevations = uniform(*elevation_range)
     azimuths = uniform(*azimuth_range)
     return orbit_cameras(elevations, azimuths, radius, fovy, width, height), elevations, azimuths
+
+
+def zero123_camera_vector(
+    elevations,
+    azimuths,
+    radii=REFERENCE_RADIUS,
+    reference_elevation: float = 0.0,
+    reference_azimuth: float = 0.0,
+    reference_radius: float = REFERENCE_RADIUS,
+    stable: bool = False,
+) -> torch.Tensor:
+    """Zero-1-to-3's relative camera T [B, 4] of target orbit views, from the reference view.
+
+    Zero123: [Δpolar, sin Δazimuth, cos Δazimuth, Δradius] with angles in radians. Its polar
+    angle is measured from the up axis (90° − elevation), so a target camera above the
+    reference one has a *negative* Δpolar. Its azimuth turns the same way as ours (from +z
+    towards +x about +y, DreamGaussian's convention, which drives Zero123 correctly).
+    Stable Zero123 (`stable=True`) replaces Δradius with the reference view's absolute polar
+    angle, 90° − reference elevation, in radians: its renders keep the input's distance.
+    """
+    flat = [torch.as_tensor(value, dtype=torch.float32).reshape(-1) for value in (elevations, azimuths, radii)]
+    elevations, azimuths, radii = torch.broadcast_tensors(*flat)  # [B] each
+    delta_polar = torch.deg2rad(reference_elevation - elevations)
+    delta_azimuth = torch.deg2rad(azimuths - reference_azimuth)
+    if stable:
+        last = torch.full_like(elevations, math.radians(90.0 - reference_elevation))
+    else:
+        last = radii - reference_radius
+    return torch.stack([delta_polar, torch.sin(delta_azimuth), torch.cos(delta_azimuth), last], dim=-1)
