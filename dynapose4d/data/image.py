@@ -11,31 +11,52 @@ from ..errors import DynaPoseError
 MIN_FOREGROUND_FRACTION = 1e-3  # below this the "object" is a few stray pixels
 
 
-def load_reference_image(path: str | Path, size: int) -> torch.Tensor:
-    """Read an RGBA image, pad it to a square and resize it: float RGBA [size, size, 4] in [0, 1].
+def load_reference_image(
+    path: str | Path, size: int, mask: str | Path | None = None, border_ratio: float | None = 0.2
+) -> torch.Tensor:
+    """The input image as a float RGBA reference [size, size, 4] in [0, 1]; alpha is the object mask.
 
-    Raises DynaPoseError for a missing or unreadable file, an image without an alpha
-    channel, or one whose alpha marks no foreground.
+    The mask is the image's alpha channel, or the `mask` file (white = object), or, for a
+    plain RGB image, `rembg` background removal when that package is installed. With a
+    `border_ratio`, the object is recentred and scaled so its bounding box fills
+    (1 - border_ratio) of the image (DreamGaussian's preprocessing); None keeps the framing.
+    Raises DynaPoseError for a missing or unreadable file, no way to get a mask, or an
+    empty mask.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise DynaPoseError(f"input image not found: {path}")
-    try:
-        with Image.open(path) as image:
-            image.load()
-            has_alpha = "A" in image.mode or "transparency" in image.info
-            rgba = image.convert("RGBA")
-    except (UnidentifiedImageError, OSError) as error:
-        raise DynaPoseError(f"cannot read the input image {path}: {error}") from None
-    if not has_alpha:
-        raise DynaPoseError(
-            f"{path} has no alpha channel: give an RGBA image whose alpha is the object mask "
-            "(cut the object out first, e.g. with `rembg i input.png output.png`)"
-        )
-    pixels = torch.from_numpy(np.asarray(square_resize(rgba, size), dtype=np.float32) / 255.0)
+    image = _open_image(path)
+    if mask is not None:
+        alpha = _open_image(mask).convert("L")
+        if alpha.size != image.size:
+            raise DynaPoseError(
+                f"mask {mask} is {alpha.size[0]}x{alpha.size[1]} but the image is {image.size[0]}x{image.size[1]}"
+            )
+        rgba = image.convert("RGB")
+        rgba.putalpha(alpha)
+    elif "A" in image.mode or "transparency" in image.info:
+        rgba = image.convert("RGBA")
+    else:
+        rgba = _remove_background(image.convert("RGB"), path)
+    pixels = torch.from_numpy(np.asarray(rgba, dtype=np.float32) / 255.0)  # [H, W, 4]
     if (pixels[..., 3] > 0.5).float().mean() < MIN_FOREGROUND_FRACTION:
-        raise DynaPoseError(f"{path} has no foreground: its alpha channel is (almost) empty")
-    return pixels
+        raise DynaPoseError(f"{mask or path} has no foreground: the object mask is (almost) empty")
+    if border_ratio is not None:
+        return recenter(pixels, size, border_ratio)
+    return torch.from_numpy(np.asarray(square_resize(rgba, size), dtype=np.float32) / 255.0)
+
+
+def recenter(rgba: torch.Tensor, size: int, border_ratio: float) -> torch.Tensor:
+    """Crop RGBA [H, W, 4] to its object, scale the longer side to (1 - border_ratio) * size, centre it."""
+    rows, cols = torch.nonzero(rgba[..., 3] > 0.5, as_tuple=True)
+    crop = rgba[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]  # [h, w, 4]
+    scale = (1.0 - border_ratio) * size / max(crop.shape[:2])
+    height, width = max(round(crop.shape[0] * scale), 1), max(round(crop.shape[1] * scale), 1)
+    resized = torch.nn.functional.interpolate(
+        crop.permute(2, 0, 1)[None], size=(height, width), mode="bilinear", antialias=True, align_corners=False
+    )[0].permute(1, 2, 0)  # [height, width, 4]
+    canvas = torch.zeros(size, size, 4)
+    top, left = (size - height) // 2, (size - width) // 2
+    canvas[top : top + height, left : left + width] = resized.clamp(0, 1)
+    return canvas
 
 
 def square_resize(image: Image.Image, size: int) -> Image.Image:
@@ -44,6 +65,31 @@ def square_resize(image: Image.Image, size: int) -> Image.Image:
     canvas = Image.new("RGBA", (side, side), (0, 0, 0, 0))
     canvas.paste(image, ((side - image.width) // 2, (side - image.height) // 2))
     return canvas.resize((size, size), Image.Resampling.LANCZOS)
+
+
+def _open_image(path: str | Path) -> Image.Image:
+    path = Path(path)
+    if not path.is_file():
+        raise DynaPoseError(f"input image not found: {path}")
+    try:
+        with Image.open(path) as image:
+            image.load()
+            return image.copy()
+    except (UnidentifiedImageError, OSError) as error:
+        raise DynaPoseError(f"cannot read the input image {path}: {error}") from None
+
+
+def _remove_background(image: Image.Image, path: str | Path) -> Image.Image:
+    """rembg's cut-out (RGBA) when rembg is installed and its model loads; else a clear error."""
+    advice = "give an RGBA image whose alpha is the object mask, or mask=path/to/mask.png"
+    try:
+        import rembg
+    except ImportError:
+        raise DynaPoseError(f"{path} has no alpha channel: {advice}, or install rembg to cut the object out") from None
+    try:
+        return rembg.remove(image).convert("RGBA")
+    except Exception as error:  # rembg downloads its model on first use, which fails offline
+        raise DynaPoseError(f"{path} has no alpha channel and rembg failed ({error}): {advice}") from None
 
 
 def composite(rgba: torch.Tensor, background: torch.Tensor) -> torch.Tensor:

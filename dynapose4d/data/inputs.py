@@ -33,7 +33,7 @@ def read_inputs(cfg: DictConfig) -> dict:
         sample = build_sample(synthetic_subject(cfg), resolution=cfg.image_size)
         return {"reference": sample.image, "sample": sample}
     if cfg.image is not None:
-        return {"reference": load_reference_image(cfg.image, cfg.image_size)}
+        return {"reference": load_reference_image(cfg.image, cfg.image_size, cfg.mask, cfg.border_ratio)}
     raise DynaPoseError("no input: pass image=path/to/image.png, or experiment=synthetic for the built-in subject")
 
 
