@@ -4,7 +4,7 @@ from collections.abc import Callable
 
 import torch
 
-from .cameras import orbit_cameras, reference_camera
+from .cameras import reference_camera
 from .data.image import composite
 from .metrics import load_lpips, lpips_distance, psnr, ssim
 from .stages.outputs import render_views
@@ -15,15 +15,15 @@ def evaluate_frames(
     sample,  # SyntheticSample
     frames: list[int],
     background: torch.Tensor,  # [3]
-    camera,  # config with radius, fovy
     backend: str,
 ) -> dict:
     """PSNR / SSIM (and LPIPS when its weights are present) at the held-out views and at the
-    reference view, for each frame; means over views, then frames."""
+    reference view, for each frame; means over views, then frames. The cameras are the ones
+    the ground truth was rendered with, whatever the training cameras are."""
     size = sample.image.shape[0]
     device = background.device
-    heldout = orbit_cameras(sample.eval_elevations, sample.eval_azimuths, camera.radius, camera.fovy, size, size)
-    reference = reference_camera(size, size, camera.radius, camera.fovy)
+    heldout = sample.eval_cameras()
+    reference = reference_camera(size, size)
     lpips_model, lpips_reason = load_lpips()
     per_frame = {"heldout_psnr": [], "heldout_ssim": [], "reference_psnr": []}
     if lpips_model is not None:

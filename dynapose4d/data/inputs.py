@@ -1,6 +1,5 @@
 """The run's inputs, written once to <run_dir>/input: the reference image and any ground truth."""
 
-import logging
 from pathlib import Path
 
 import torch
@@ -11,7 +10,6 @@ from ..errors import DynaPoseError
 from ..export import load_png, save_png
 from .image import load_reference_image
 
-log = logging.getLogger(__name__)
 BACKGROUNDS = {"white": (1.0, 1.0, 1.0), "black": (0.0, 0.0, 0.0)}
 
 

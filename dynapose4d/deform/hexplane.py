@@ -160,19 +160,3 @@ class HexPlaneDeformation(Deformation):
     def motion_points(self, means: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """The deformed Gaussian centres [B, N, 3]: the hexplane has no coarser motion carrier."""
         return means + self.position_head(self.trunk(self.features(means, t)))
-
-    def plane_tv_loss(self) -> torch.Tensor:
-        """Total variation of the spatial planes (4DGaussians' plane TV regulariser, weight 1e-4 there).
-
-        Mean squared difference of neighbouring texels along both plane axes, summed
-        over planes: it discourages noisy features where few Gaussians sample the grid.
-        """
-        terms = []
-        for scale in self.multires:
-            for a, b in PLANE_AXES:
-                if b == 3:
-                    continue
-                plane = self.planes[self.plane_name(scale, a, b)]  # [1, F, H, W]
-                terms.append((plane[..., 1:, :] - plane[..., :-1, :]).square().mean())
-                terms.append((plane[..., :, 1:] - plane[..., :, :-1]).square().mean())
-        return torch.stack(terms).sum()

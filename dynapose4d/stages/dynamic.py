@@ -126,12 +126,13 @@ class DynamicTrainer:
             renders.append(color[0])
             alphas.append(alpha[0])
         renders, alphas = torch.stack(renders), torch.stack(alphas)  # [B, S, S, 3], [B, S, S, 1]
+        zero = torch.zeros((), device=self.device)  # a disabled term
         losses = {
             "ref": reference_loss(
                 renders, self.target_rgb[frames], alphas, self.target_mask[frames], weights.ref.mask / weights.ref.rgb
             ),
-            "kml": self._keypoint_match(frames, renders) if weights.kml.weight > 0 else torch.zeros(()),
-            "scl": self._consistency(frames) if weights.scl.weight > 0 else torch.zeros(()),
+            "kml": self._keypoint_match(frames, renders) if weights.kml.weight > 0 else zero,
+            "scl": self._consistency(frames) if weights.scl.weight > 0 else zero,
         }
         total = weights.ref.rgb * losses["ref"] + pose_alignment_loss(
             losses["kml"], losses["scl"], weights.kml.weight, weights.scl.weight
@@ -239,7 +240,7 @@ def finish(cfg: DictConfig, run_dir: Path, trainer: DynamicTrainer) -> None:
 
     sample = synthetic_sample(cfg, run_dir)
     if sample is not None:
-        metrics = evaluate_frames(lambda frame: per_frame[frame], sample, frames, background, camera, backend)
+        metrics = evaluate_frames(lambda frame: per_frame[frame], sample, frames, background, backend)
         update_metrics_file(run_dir, NAME, metrics)
         log.info(
             "dynamic: held-out PSNR over %d frames = %.2f dB (reference view %.2f dB)",

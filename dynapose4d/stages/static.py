@@ -58,6 +58,7 @@ class StaticTrainer:
         lrs = {key: value for key, value in self.settings.lr.items() if key != "means_final"}
         self.optimizers = self.model.make_optimizers(lrs)
         self.densifier = Densifier(**self.settings.densify)
+        self.densifier.check(self.model, self.optimizers)  # one Adam per trainable parameter
         if checkpoint is not None:
             self._restore(checkpoint)
             log.info("static: resumed at step %d from %s", self.step, checkpoint_path)
@@ -146,9 +147,7 @@ def finish(cfg: DictConfig, run_dir: Path, model: GaussianModel) -> None:
     write_turntable(stage_dir / "renders", gaussians, background, cfg, cfg.image_size, cfg.static.camera)
     sample = synthetic_sample(cfg, run_dir)
     if sample is not None:
-        metrics = evaluate_frames(
-            lambda frame: gaussians, sample, [0], background, cfg.static.camera, cfg.render.backend
-        )
+        metrics = evaluate_frames(lambda frame: gaussians, sample, [0], background, cfg.render.backend)
         metrics["num_gaussians"] = model.num_gaussians
         update_metrics_file(run_dir, NAME, metrics)
         log.info("static: held-out PSNR at frame 0 = %.2f dB", metrics["heldout_psnr"])
