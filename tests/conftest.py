@@ -1,5 +1,6 @@
 """Shared test setup: marker skips and composing the Hydra config the way scripts/train.py does."""
 
+import contextlib
 from pathlib import Path
 
 import pytest
@@ -53,3 +54,29 @@ def tiny_synthetic_config(tmp_path):
         return compose_config([*TINY_SYNTHETIC, f"output_dir={tmp_path / 'outputs'}", *extra])
 
     return build
+
+
+@pytest.fixture
+def ctrl_c_at():
+    """`with ctrl_c_at(TrainerClass, step): run(...)`: a Ctrl-C when a trainer reaches `step`.
+
+    The block must end in that KeyboardInterrupt; the trainer class is restored afterwards.
+    """
+
+    @contextlib.contextmanager
+    def interrupt(trainer_class, step: int):
+        original = trainer_class.train_step
+
+        def train_step(trainer):
+            if trainer.step == step:
+                raise KeyboardInterrupt
+            return original(trainer)
+
+        trainer_class.train_step = train_step
+        try:
+            with pytest.raises(KeyboardInterrupt):
+                yield
+        finally:
+            trainer_class.train_step = original
+
+    return interrupt

@@ -67,7 +67,7 @@ def test_consistency_loss_reaches_the_deformation(trainer):
     assert sum(p.grad.abs().sum() for p in trainer.deformation.parameters() if p.grad is not None) > 0
 
 
-def test_interrupted_dynamic_stage_resumes_to_the_same_deformation(tiny_synthetic_config, monkeypatch, tmp_path):
+def test_interrupted_dynamic_stage_resumes_to_the_same_deformation(tiny_synthetic_config, ctrl_c_at, tmp_path):
     # Both runs start from copies of one static model: separately trained ones agree only to
     # float rounding (CPU BLAS results depend on memory alignment), which Adam then amplifies.
     # The same rounding can occur inside the dynamic stage, hence the tolerance below: a lost
@@ -79,20 +79,11 @@ def test_interrupted_dynamic_stage_resumes_to_the_same_deformation(tiny_syntheti
     run(tiny_synthetic_config(f"run_dir={straight}", "resume=true"))
     expected = load_checkpoint(straight / "dynamic" / "checkpoint.pt")["deformation"]
 
-    original_step = dynamic.DynamicTrainer.train_step
-
-    def interrupt_at_step_3(trainer):
-        if trainer.step == 3:
-            raise KeyboardInterrupt
-        return original_step(trainer)
-
-    monkeypatch.setattr(dynamic.DynamicTrainer, "train_step", interrupt_at_step_3)
-    with pytest.raises(KeyboardInterrupt):
+    with ctrl_c_at(dynamic.DynamicTrainer, step=3):
         run(tiny_synthetic_config(f"run_dir={interrupted}", "resume=true"))
     assert not (interrupted / "dynamic" / "DONE").exists()
     assert load_checkpoint(interrupted / "dynamic" / "checkpoint.pt")["step"] == 3
 
-    monkeypatch.setattr(dynamic.DynamicTrainer, "train_step", original_step)
     run(tiny_synthetic_config(f"run_dir={interrupted}", "resume=true"))
     resumed = load_checkpoint(interrupted / "dynamic" / "checkpoint.pt")
     assert resumed["step"] == 4

@@ -47,26 +47,17 @@ def test_static_training_improves_the_heldout_views(static_config):
     assert long["static"]["heldout_psnr"] > short["static"]["heldout_psnr"] + 1.0
 
 
-def test_interrupted_static_stage_resumes_to_the_same_model(static_config, monkeypatch):
+def test_interrupted_static_stage_resumes_to_the_same_model(static_config, ctrl_c_at):
     reference_dir = run(static_config("name=straight"))
     expected = load_checkpoint(reference_dir / "static" / "checkpoint.pt")["model"]
 
-    original_step = static.StaticTrainer.train_step
-
-    def interrupt_at_step_5(trainer):
-        if trainer.step == 5:
-            raise KeyboardInterrupt
-        return original_step(trainer)
-
-    monkeypatch.setattr(static.StaticTrainer, "train_step", interrupt_at_step_5)
     config = static_config("name=interrupted")
-    with pytest.raises(KeyboardInterrupt):
+    with ctrl_c_at(static.StaticTrainer, step=5):
         run(config)
     run_dir = next((Path(config.output_dir) / "interrupted").iterdir())
     assert load_checkpoint(run_dir / "static" / "checkpoint.pt")["step"] == 5
     assert not (run_dir / "static" / "DONE").exists()
 
-    monkeypatch.setattr(static.StaticTrainer, "train_step", original_step)
     assert run(static_config("name=interrupted", "resume=true")) == run_dir  # the latest run of the name
     resumed = load_checkpoint(run_dir / "static" / "checkpoint.pt")["model"]
     # The two runs agree to float rounding (CPU BLAS results depend on memory alignment),
