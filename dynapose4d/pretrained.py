@@ -1,0 +1,65 @@
+"""Pretrained weights: a Hugging Face repo id or a local directory -> a local directory.
+
+Every model the pipeline loads (Zero123, Stable Video Diffusion, ...) goes through
+`resolve_pretrained`, so a missing download fails the same way everywhere: at once,
+before any training, with one message that says what to download, under which licence,
+and which config key takes the local path.
+"""
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import DynaPoseError
+
+
+@dataclass(frozen=True)
+class PretrainedModel:
+    """Where a model comes from, and how a user points the pipeline at their own copy."""
+
+    name: str  # what the user knows it as, e.g. "Zero123-XL"
+    location: str  # hub repo id or local directory
+    config_key: str  # the config key that takes a local path, e.g. "static.model"
+    licence: str
+
+    @property
+    def is_local(self) -> bool:
+        return Path(self.location).expanduser().is_dir()
+
+
+def resolve_pretrained(model: PretrainedModel, local_only: bool = False) -> Path:
+    """The local directory holding `model`: the path itself, the hub cache, or a fresh download.
+
+    `local_only` never touches the network (also implied by HF_HUB_OFFLINE=1).
+    """
+    if model.is_local:
+        return Path(model.location).expanduser()
+    if _looks_like_path(model.location):
+        raise DynaPoseError(f"{model.config_key}={model.location!r}: no such directory")
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HfHubHTTPError, HFValidationError, LocalEntryNotFoundError
+
+    try:
+        try:
+            return Path(snapshot_download(model.location, local_files_only=True))
+        except LocalEntryNotFoundError:
+            if local_only:
+                raise
+            return Path(snapshot_download(model.location, ignore_patterns=["*.ckpt"]))
+    except (HfHubHTTPError, HFValidationError, OSError) as error:
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise DynaPoseError(missing_weights_message(model, reason)) from None
+
+
+def _looks_like_path(location: str) -> bool:
+    """Hub ids are exactly `owner/name`; anything else a user types is meant as a path."""
+    return location.startswith(("/", ".", "~")) or location.count("/") != 1
+
+
+def missing_weights_message(model: PretrainedModel, reason: str) -> str:
+    return (
+        f"{model.name} weights are not available: {model.location!r} is not a local directory and could not be "
+        f"fetched from the Hugging Face hub ({reason}).\n"
+        f"  Download them on a machine with internet access (accept the licence first: {model.licence}):\n"
+        f"    hf download {model.location} --local-dir /path/to/{model.location.split('/')[-1]}\n"
+        f"  then pass the directory with {model.config_key}=/path/to/{model.location.split('/')[-1]}"
+    )
