@@ -1,5 +1,6 @@
 """Runs the enabled stages in order into one run directory, skipping finished ones on resume."""
 
+import gc
 import logging
 from pathlib import Path
 
@@ -9,16 +10,32 @@ from omegaconf import DictConfig
 from .checkpoint import is_done
 from .data.inputs import input_dir, read_inputs, write_inputs
 from .errors import DynaPoseError
+from .pretrained import resolve_pretrained
 from .run_dir import attach_log_file, prepare_run_dir, resolve_run_dir
 
 log = logging.getLogger(__name__)
 
 
-def stage_runners() -> dict:
-    # Imported on demand: a stage may pull in heavy libraries the others never need.
+def stage_modules() -> dict:
+    """Each stage module has `run(cfg, run_dir, device)` and `required_weights(cfg)`."""
     from .stages import dynamic, keypoints, static, video
 
-    return {"static": static.run, "video": video.run, "keypoints": keypoints.run, "dynamic": dynamic.run}
+    return {"static": static, "video": video, "keypoints": keypoints, "dynamic": dynamic}
+
+
+def check_weights(cfg: DictConfig, run_dir: Path, stages) -> None:
+    """Fail before any training when a stage still to run lacks its pretrained weights."""
+    for name, stage in stages.items():
+        if name in cfg.stages and not is_done(run_dir / name):
+            for model in stage.required_weights(cfg):
+                resolve_pretrained(model)
+
+
+def release_memory(device: torch.device) -> None:
+    """Give back what a finished stage's models held, so the next stage's models fit (24 GB GPUs)."""
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
 
 
 def resolve_device(name: str) -> torch.device:
@@ -32,14 +49,15 @@ def resolve_device(name: str) -> torch.device:
 
 def run(cfg: DictConfig, overrides: list[str] | None = None) -> Path:
     """Run `cfg.stages` and return the run directory."""
-    runners = stage_runners()
-    unknown = [stage for stage in cfg.stages if stage not in runners]
+    stages = stage_modules()
+    unknown = [stage for stage in cfg.stages if stage not in stages]
     if unknown:
-        raise DynaPoseError(f"unknown stage(s) {unknown}; available: {sorted(runners)}")
+        raise DynaPoseError(f"unknown stage(s) {unknown}; available: {sorted(stages)}")
     device = resolve_device(cfg.device)
     run_dir = resolve_run_dir(cfg)
-    # Read the inputs first, so bad input fails before a run directory exists.
+    # Inputs and weights first, so a bad input or a missing download fails before a run directory exists.
     inputs = None if is_done(input_dir(run_dir)) else read_inputs(cfg)
+    check_weights(cfg, run_dir, stages)
     prepare_run_dir(cfg, run_dir, overrides)
     handler = attach_log_file(run_dir)
     try:
@@ -50,7 +68,8 @@ def run(cfg: DictConfig, overrides: list[str] | None = None) -> Path:
             if is_done(run_dir / stage):
                 log.info("%s: done already, skipped", stage)
                 continue
-            runners[stage](cfg, run_dir, device)
+            stages[stage].run(cfg, run_dir, device)
+            release_memory(device)
     finally:
         logging.getLogger("dynapose4d").removeHandler(handler)
         handler.close()

@@ -80,3 +80,22 @@ def ctrl_c_at():
             trainer_class.train_step = original
 
     return interrupt
+
+
+def local_weights(model) -> Path:
+    """The local directory of a real pretrained model (hub cache or path), or skip the test."""
+    from dynapose4d.errors import DynaPoseError
+    from dynapose4d.pretrained import resolve_pretrained
+
+    try:
+        return resolve_pretrained(model, local_only=True)
+    except DynaPoseError:
+        pytest.skip(f"{model.name} weights not available locally ({model.location})")
+
+
+@pytest.fixture(scope="session")
+def tiny_zero123_dir(tmp_path_factory) -> Path:
+    """Randomly initialised tiny Zero123 components in the hub repos' on-disk layout."""
+    from dynapose4d.priors.zero123_random import write_random_zero123
+
+    return write_random_zero123(tmp_path_factory.mktemp("zero123") / "tiny-zero123")

@@ -20,13 +20,16 @@ TINY_REAL = [
     "static.num_points=200",
     "static.render_size=48",
     "static.orbit_views=2",
+    "static.batch_size=2",
+    "static.prior=none",
 ]
 
 
-def train(*overrides: str, cwd: Path) -> subprocess.CompletedProcess:
+def train(*overrides: str, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, str(TRAIN), *overrides], cwd=cwd, capture_output=True, text=True, timeout=300
-    )
+        [sys.executable, str(TRAIN), *overrides], cwd=cwd, capture_output=True, text=True, timeout=300,
+        env={**os.environ, **(env or {})},
+    )  # fmt: skip
 
 
 def write_rgba(path: Path, alpha_value: int = 255) -> Path:
@@ -42,10 +45,12 @@ def assert_clean_error(result: subprocess.CompletedProcess, message: str) -> Non
     assert "Traceback" not in result.stderr + result.stdout
 
 
-def test_real_rgba_image_runs_the_static_stage(tmp_path):
+def test_real_rgba_image_runs_the_static_stage_with_zero123(tmp_path, tiny_zero123_dir):
     image = write_rgba(tmp_path / "box.png")
-    result = train(f"image={image}", "name=box", f"output_dir={tmp_path / 'out'}", *TINY_REAL, cwd=tmp_path)
+    output, zero123 = f"output_dir={tmp_path / 'out'}", ["static.prior=zero123", f"static.model={tiny_zero123_dir}"]
+    result = train(f"image={image}", "name=box", output, *TINY_REAL, *zero123, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
+    assert "prior=" in result.stderr  # the SDS loss is on the progress bar with the others
     (run_dir,) = (tmp_path / "out" / "box").iterdir()
     assert (run_dir / "static" / "DONE").exists() and (run_dir / "static" / "model.ply").exists()
     assert not (run_dir / "metrics.json").exists()  # no ground truth for a real image
@@ -130,6 +135,15 @@ def test_ctrl_c_leaves_a_loadable_checkpoint_and_resume_finishes(tmp_path):
 def test_bad_input_leaves_no_run_directory_behind(tmp_path):
     result = train("image=missing.png", f"output_dir={tmp_path / 'out'}", cwd=tmp_path)
     assert_clean_error(result, "input image not found")
+    assert not (tmp_path / "out").exists()
+
+
+def test_missing_zero123_weights_stop_the_run_before_it_starts(tmp_path):
+    image = write_rgba(tmp_path / "box.png")
+    offline = {"HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(tmp_path / "empty-cache")}
+    result = train(f"image={image}", f"output_dir={tmp_path / 'out'}", "static.prior=zero123", cwd=tmp_path, env=offline)
+    assert_clean_error(result, "ashawkey/zero123-xl-diffusers")
+    assert "static.model=" in result.stderr
     assert not (tmp_path / "out").exists()
 
 

@@ -1,18 +1,30 @@
 """Novel-view supervision for the static stage: one interface, several priors.
 
 A prior scores renders of random views: `prior.loss(colors, alphas, views, step_ratio)`
-returns a scalar to minimise. `oracle` compares with ground-truth renders of the
-synthetic subject; Zero123 score distillation plugs into the same slot.
+returns a scalar to minimise. `zero123` / `stable_zero123` distil Zero-1-to-3's score
+(SDS); `oracle` compares with ground-truth renders of the synthetic subject.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
+from omegaconf import DictConfig
 
 from ..cameras import Cameras
 from ..errors import DynaPoseError
+from ..pretrained import PretrainedModel, resolve_pretrained
 
-PRIORS = ("none", "oracle")
+# static.prior -> where its weights live by default; `static.model` overrides the location.
+ZERO123_MODELS = {
+    "zero123": PretrainedModel("Zero123-XL", "ashawkey/zero123-xl-diffusers", "static.model", "MIT"),
+    "stable_zero123": PretrainedModel(
+        "Stable Zero123",
+        "ashawkey/stable-zero123-diffusers",
+        "static.model",
+        "Stability AI Non-Commercial Research Community License (stabilityai/stable-zero123 on Hugging Face)",
+    ),
+}
+PRIORS = ("none", "oracle", *ZERO123_MODELS)
 
 
 @dataclass
@@ -25,8 +37,23 @@ class ViewBatch:
     radius: float
 
 
-def build_prior(name: str, subject=None, background: torch.Tensor | None = None):
-    """The prior called `name`, or None for `none`."""
+def prior_weights(settings: DictConfig) -> list[PretrainedModel]:
+    """The pretrained model the static `settings` need (none for the oracle or no prior)."""
+    if settings.prior not in ZERO123_MODELS:
+        return []
+    default = ZERO123_MODELS[settings.prior]
+    return [replace(default, location=str(settings.model))] if settings.model else [default]
+
+
+def build_prior(
+    settings: DictConfig,
+    reference: torch.Tensor,  # [H, W, 4] RGBA
+    background: torch.Tensor,  # [3]
+    device: torch.device,
+    subject=None,
+):
+    """The prior named by `settings.prior` (the static stage's settings), or None for `none`."""
+    name = settings.prior
     if name == "none":
         return None
     if name == "oracle":
@@ -34,5 +61,14 @@ def build_prior(name: str, subject=None, background: torch.Tensor | None = None)
             raise DynaPoseError("static.prior=oracle needs ground truth: use it with experiment=synthetic")
         from .oracle import OraclePrior
 
-        return OraclePrior(subject, background)
+        return OraclePrior(subject, background.cpu())
+    if name in ZERO123_MODELS:
+        from .zero123 import Zero123Prior
+        from .zero123_model import load_zero123
+
+        (weights,) = prior_weights(settings)
+        half = settings.sds.half_precision and device.type == "cuda"  # fp16 is slow on CPU, and NaN-prone there
+        components = load_zero123(resolve_pretrained(weights), device, torch.float16 if half else torch.float32)
+        sds, stable = settings.sds, name == "stable_zero123"
+        return Zero123Prior(components, reference, background, sds.guidance_scale, tuple(sds.max_timestep), stable)
     raise DynaPoseError(f"unknown static.prior={name!r}; choose one of {', '.join(PRIORS)}")

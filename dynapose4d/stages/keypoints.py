@@ -17,6 +17,10 @@ from ..data.inputs import oracle_sample
 NAME = "keypoints"
 
 
+def required_weights(cfg: DictConfig) -> list:
+    return []  # the oracle source reads ground truth
+
+
 def run(cfg: DictConfig, run_dir: Path, device: torch.device) -> None:
     sample = oracle_sample(cfg, run_dir, NAME)
     stage_dir = run_dir / NAME

@@ -21,7 +21,8 @@ from ..densify import Densifier
 from ..evaluation import evaluate_frames
 from ..gaussians import GaussianModel
 from ..metrics import update_metrics_file
-from ..priors import ViewBatch, build_prior
+from ..pretrained import PretrainedModel
+from ..priors import ViewBatch, build_prior, prior_weights
 from ..render import rasterize
 from .loop import run_training
 from .outputs import write_turntable
@@ -38,13 +39,14 @@ class StaticTrainer:
         self.stage_dir = run_dir / NAME
         self.stage_dir.mkdir(parents=True, exist_ok=True)
         size = self.settings.render_size
-        reference = resize_square(load_reference(run_dir), size)  # [S, S, 4]
+        image = load_reference(run_dir)  # [H, W, 4]
+        reference = resize_square(image, size)  # [S, S, 4]
         self.background = background_color(cfg).to(device)  # [3]
         self.target_rgb = composite(reference.to(device), self.background)  # [S, S, 3]
         self.target_mask = reference[..., 3:].to(device)  # [S, S, 1]
         camera = self.settings.camera
         self.reference_camera = reference_camera(size, size, camera.radius, camera.fovy).to(device)
-        self.prior = build_prior(self.settings.prior, synthetic_subject(cfg), self.background.cpu())
+        self.prior = build_prior(self.settings, image, self.background, device, synthetic_subject(cfg))
 
         self.generator = torch.Generator().manual_seed(cfg.seed)  # view sampling
         torch.manual_seed(cfg.seed)  # densification splits sample from the global RNG
@@ -128,6 +130,10 @@ class StaticTrainer:
         progress = min(self.step / max(self.settings.iterations, 1), 1.0)
         for group in self.optimizers["means"].param_groups:
             group["lr"] = lr.means * (lr.means_final / lr.means) ** progress
+
+
+def required_weights(cfg: DictConfig) -> list[PretrainedModel]:
+    return prior_weights(cfg.static)
 
 
 def run(cfg: DictConfig, run_dir: Path, device: torch.device) -> None:

@@ -1,0 +1,111 @@
+"""Score Distillation Sampling with Zero-1-to-3 / Stable Zero123 (DreamGaussian's recipe).
+
+The reference image conditions the diffusion model twice: its CLIP embedding (joined with
+the relative camera of each novel view) is the UNet's single cross-attention token, and
+its VAE latent is concatenated to the noisy latent. Novel-view renders are encoded, noised
+at one timestep t that anneals linearly from 0.98 to 0.02 of the schedule over the stage
+(the paper's T_max decay), and the guided noise residual w(t) (eps_hat - eps) with
+w(t) = 1 - alpha_bar_t is pushed back into the renders.
+"""
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from ..cameras import zero123_camera_vector
+from ..data.image import composite, resize_square
+from . import ViewBatch
+from .zero123_model import Zero123Components
+
+WHITE = torch.ones(3)
+
+
+class Zero123Prior:
+    """Novel-view SDS loss for the static stage; `stable=True` uses Stable Zero123's camera vector."""
+
+    def __init__(
+        self,
+        components: Zero123Components,
+        reference: torch.Tensor,  # [H, W, 4] RGBA in [0, 1]
+        background: torch.Tensor,  # [3] the colour renders are composited on
+        guidance_scale: float,
+        max_timestep: tuple[float, float],  # (start, end) as fractions of the training schedule
+        stable: bool,
+    ):
+        self.components = components
+        self.guidance_scale = guidance_scale
+        self.max_timestep = max_timestep
+        self.stable = stable
+        parameter = next(components.unet.parameters())
+        self.device, self.dtype = parameter.device, parameter.dtype
+        self.background = background.to(self.device)
+        # Zero123 was trained on objects over white: the reference and every render are put on white.
+        image = composite(resize_square(reference.float().cpu(), components.image_size), WHITE)  # [S, S, 3]
+        self.image_embedding, self.image_latent = self._embed_reference(image)
+        self.alphas_cumprod = components.scheduler.alphas_cumprod.to(self.device)  # [T]
+
+    @torch.no_grad()
+    def _embed_reference(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """CLIP image embedding [1, D] and unscaled VAE latent [1, 4, h, w] of the reference [S, S, 3]."""
+        pixels = Image.fromarray((image.numpy() * 255).round().astype(np.uint8))
+        clip_input = self.components.feature_extractor(images=pixels, return_tensors="pt").pixel_values
+        embedding = self.components.image_encoder(clip_input.to(self.device, self.dtype)).image_embeds  # [1, D]
+        # Zero123 concatenates the reference latent without the 0.18215 scaling (as it was trained).
+        latent = self.components.vae.encode(self._to_model_input(image[None])).latent_dist.mode()
+        return embedding, latent
+
+    def _to_model_input(self, images: torch.Tensor) -> torch.Tensor:
+        """[B, H, W, 3] in [0, 1] -> [B, 3, S, S] in [-1, 1] at the model's resolution and dtype."""
+        images = images.permute(0, 3, 1, 2).to(self.device)
+        size = self.components.image_size
+        if images.shape[-2:] != (size, size):
+            images = F.interpolate(images, (size, size), mode="bilinear", align_corners=False)
+        return (images * 2 - 1).to(self.dtype)
+
+    def timestep(self, step_ratio: float) -> int:
+        """The annealed diffusion timestep: T_max decays linearly over the stage, t = T_max for the batch."""
+        start, end = self.max_timestep
+        fraction = start + (end - start) * min(max(step_ratio, 0.0), 1.0)
+        steps = len(self.alphas_cumprod)
+        return int(min(max(round(fraction * steps), 1), steps - 1))
+
+    def camera_tokens(self, views: ViewBatch) -> torch.Tensor:
+        """The UNet's cross-attention token per view [B, 1, D]: projected [CLIP embedding ; camera vector]."""
+        camera = zero123_camera_vector(views.elevations, views.azimuths, views.radius, stable=self.stable)  # [B, 4]
+        embedding = self.image_embedding.expand(len(camera), -1)  # [B, D]
+        joined = torch.cat([embedding, camera.to(self.device, self.dtype)], dim=-1)[:, None]  # [B, 1, D + 4]
+        return self.components.projection(joined)
+
+    @torch.no_grad()
+    def predict_noise(self, noisy: torch.Tensor, t: int, views: ViewBatch) -> torch.Tensor:
+        """Classifier-free-guided noise prediction [B, 4, h, w]; one UNet call for both branches."""
+        batch = len(noisy)
+        tokens = self.camera_tokens(views)  # [B, 1, D]
+        image_latents = self.image_latent.expand(batch, -1, -1, -1)  # [B, 4, h, w]
+        # The unconditional branch zeroes both conditions (after the projection), as Zero123 was trained.
+        conditions = torch.cat([image_latents, torch.zeros_like(image_latents)])  # [2B, 4, h, w]
+        unet_input = torch.cat([torch.cat([noisy, noisy]), conditions], dim=1)  # [2B, 8, h, w]
+        hidden_states = torch.cat([tokens, torch.zeros_like(tokens)])  # [2B, 1, D]
+        timesteps = torch.full((2 * batch,), t, device=self.device)
+        noise = self.components.unet(unet_input, timesteps, encoder_hidden_states=hidden_states).sample
+        conditional, unconditional = noise.chunk(2)
+        return unconditional + self.guidance_scale * (conditional - unconditional)
+
+    def loss(self, colors: torch.Tensor, alphas: torch.Tensor, views: ViewBatch, step_ratio: float) -> torch.Tensor:
+        """SDS loss of renders `colors` [B, H, W, 3] (over the stage background) with coverage `alphas` [B, H, W, 1].
+
+        Its gradient with respect to the render latents is w(t) (eps_hat - eps) averaged over the views.
+        """
+        on_white = colors + (1 - alphas) * (1 - self.background)  # re-composite: C + (1 - a)(white - bg)
+        vae = self.components.vae
+        latents = vae.encode(self._to_model_input(on_white)).latent_dist.sample() * vae.config.scaling_factor
+        t = self.timestep(step_ratio)
+        alpha_bar = self.alphas_cumprod[t]
+        noise = torch.randn_like(latents)
+        noisy = alpha_bar.sqrt() * latents.detach() + (1 - alpha_bar).sqrt() * noise
+        predicted = self.predict_noise(noisy.to(self.dtype), t, views)
+        gradient = torch.nan_to_num((1 - alpha_bar) * (predicted.float() - noise.float()))
+        target = (latents.float() - gradient).detach()
+        # 0.5 |latents - target|^2 has exactly `gradient` as its derivative; divide so the weight is batch-free.
+        return 0.5 * F.mse_loss(latents.float(), target, reduction="sum") / len(latents)

@@ -1,0 +1,142 @@
+"""Zero123 loading and SDS with tiny random components saved in the hub repos' layout."""
+
+import json
+
+import pytest
+import torch
+from conftest import compose_config, local_weights
+from omegaconf import OmegaConf
+
+from dynapose4d.cameras import sample_orbit_cameras
+from dynapose4d.errors import DynaPoseError
+from dynapose4d.gaussians import GaussianModel
+from dynapose4d.priors import ZERO123_MODELS, ViewBatch, build_prior, prior_weights
+from dynapose4d.priors.zero123 import Zero123Prior
+from dynapose4d.priors.zero123_model import load_zero123
+from dynapose4d.priors.zero123_random import write_random_zero123
+from dynapose4d.render import rasterize
+
+CPU = torch.device("cpu")
+
+
+def reference_image(size: int = 64) -> torch.Tensor:
+    """An RGBA disc [S, S, 4] with a colour gradient."""
+    ys, xs = torch.meshgrid(torch.linspace(-1, 1, size), torch.linspace(-1, 1, size), indexing="ij")
+    alpha = ((xs**2 + ys**2) < 0.5).float()
+    return torch.stack([(xs + 1) / 2, (ys + 1) / 2, torch.full_like(xs, 0.3), alpha], dim=-1)
+
+
+def random_views(count: int, size: int, seed: int = 0) -> ViewBatch:
+    cameras, elevations, azimuths = sample_orbit_cameras(count, torch.Generator().manual_seed(seed), width=size, height=size)
+    return ViewBatch(cameras, elevations, azimuths, 2.0)
+
+
+def make_prior(directory, guidance_scale: float = 5.0, stable: bool = False) -> Zero123Prior:
+    components = load_zero123(directory, CPU, torch.float32)
+    return Zero123Prior(components, reference_image(), torch.zeros(3), guidance_scale, (0.98, 0.02), stable)
+
+
+def test_repo_layout_loads_back_with_either_projection_format(tiny_zero123_dir, tmp_path):
+    index = json.loads((tiny_zero123_dir / "model_index.json").read_text())
+    assert index["clip_camera_projection"] == ["zero123", "CLIPCameraProjection"]
+    kxic = write_random_zero123(tmp_path / "kxic", projection_folder="cc_projection")  # same seed, same weights
+    ours, theirs = load_zero123(tiny_zero123_dir, CPU, torch.float32), load_zero123(kxic, CPU, torch.float32)
+    torch.testing.assert_close(ours.projection.proj.weight, theirs.projection.proj.weight, rtol=0, atol=0)
+    assert ours.image_size == 256  # 32 latents x 8
+    assert not any(parameter.requires_grad for parameter in ours.unet.parameters())
+
+
+def test_a_folder_that_is_not_a_zero123_repo_is_named_in_the_error(tmp_path):
+    with pytest.raises(DynaPoseError, match="no unet, vae, image_encoder"):
+        load_zero123(tmp_path, CPU, torch.float32)
+
+
+def test_timestep_anneals_linearly_from_098_to_002(tiny_zero123_dir):
+    prior = make_prior(tiny_zero123_dir)
+    assert [prior.timestep(ratio) for ratio in (0.0, 0.5, 1.0, 2.0)] == [980, 500, 20, 20]
+
+
+def test_sds_gradient_is_the_weighted_guided_noise_residual_pulled_through_the_vae(tiny_zero123_dir):
+    """Reference: the two CFG branches as two separate UNet calls, the VJP taken by hand."""
+    prior = make_prior(tiny_zero123_dir, guidance_scale=3.0)
+    views = random_views(2, 64)
+    colors = torch.rand(2, 64, 64, 3, requires_grad=True)
+    alphas = torch.rand(2, 64, 64, 1)
+
+    torch.manual_seed(7)
+    prior.loss(colors, alphas, views, step_ratio=0.25).backward()
+
+    components, t = prior.components, prior.timestep(0.25)
+    torch.manual_seed(7)  # the same posterior sample and noise draws, in the same order
+    images = torch.nn.functional.interpolate((colors + 1 - alphas).permute(0, 3, 1, 2), (256, 256), mode="bilinear")
+    latents = components.vae.encode(images * 2 - 1).latent_dist.sample() * 0.18215
+    noise = torch.randn_like(latents)
+    alpha_bar = components.scheduler.alphas_cumprod[t]
+    noisy = alpha_bar.sqrt() * latents.detach() + (1 - alpha_bar).sqrt() * noise
+    with torch.no_grad():
+        tokens = prior.camera_tokens(views)
+        conditional = components.unet(
+            torch.cat([noisy, prior.image_latent.expand(2, -1, -1, -1)], 1), t, encoder_hidden_states=tokens
+        ).sample
+        unconditional = components.unet(
+            torch.cat([noisy, torch.zeros_like(noisy)], 1), t, encoder_hidden_states=torch.zeros_like(tokens)
+        ).sample
+    residual = (1 - alpha_bar) * (unconditional + 3.0 * (conditional - unconditional) - noise)
+    (expected,) = torch.autograd.grad(latents, colors, residual / 2)
+    # Batched and separate UNet calls round differently: compare at 1e-3 of the gradient's scale.
+    torch.testing.assert_close(colors.grad, expected, rtol=1e-3, atol=1e-3 * expected.abs().max().item())
+    assert colors.grad.abs().sum() > 0
+
+
+def test_stable_zero123_conditions_on_the_reference_polar_angle(tiny_zero123_dir):
+    views = random_views(3, 32)
+    plain, stable = make_prior(tiny_zero123_dir), make_prior(tiny_zero123_dir, stable=True)
+    assert not torch.allclose(plain.camera_tokens(views), stable.camera_tokens(views))
+
+
+def test_sds_gradient_reaches_every_gaussian_parameter(tiny_zero123_dir):
+    prior = make_prior(tiny_zero123_dir)
+    model = GaussianModel.from_sphere(200, 0.5, torch.Generator().manual_seed(0))
+    with torch.no_grad():  # anisotropic, so that rotations change the render
+        model.params["scales"] += torch.rand(model.params["scales"].shape, generator=torch.Generator().manual_seed(1))
+    views = random_views(2, 32)
+    colors, alphas, _ = rasterize(
+        **model.activated(), viewmats=views.cameras.viewmats, Ks=views.cameras.Ks, width=32, height=32,
+        backgrounds=torch.zeros(2, 3), backend="torch",
+    )  # fmt: skip
+    prior.loss(colors, alphas, views, step_ratio=0.1).backward()
+    for name, parameter in model.params.items():
+        assert parameter.grad is not None and torch.isfinite(parameter.grad).all(), name
+        assert parameter.grad.abs().sum() > 0, name
+
+
+def test_build_prior_loads_the_configured_directory(tiny_zero123_dir):
+    settings = compose_config(["static.prior=stable_zero123", f"static.model={tiny_zero123_dir}"]).static
+    prior = build_prior(settings, reference_image(), torch.ones(3), CPU)
+    assert isinstance(prior, Zero123Prior) and prior.stable and prior.guidance_scale == settings.sds.guidance_scale
+    assert prior_weights(settings)[0].location == str(tiny_zero123_dir)
+
+
+def test_offline_without_a_local_copy_names_the_repo_the_key_and_the_licence(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", "/nonexistent-cache")
+    settings = compose_config(["static.prior=stable_zero123"]).static
+    with pytest.raises(DynaPoseError) as error:
+        build_prior(settings, reference_image(), torch.ones(3), CPU)
+    message = str(error.value)
+    assert "ashawkey/stable-zero123-diffusers" in message and "static.model=" in message
+    assert "Non-Commercial" in message
+
+
+@pytest.mark.weights
+@pytest.mark.parametrize("name", sorted(ZERO123_MODELS))
+def test_real_zero123_sds_step(name):
+    """With the real weights: conditioning shapes as published, and a finite, non-zero SDS gradient."""
+    directory = local_weights(ZERO123_MODELS[name])
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    settings = OmegaConf.create({"prior": name, "model": str(directory), "sds": compose_config([]).static.sds})
+    prior = build_prior(settings, reference_image(256), torch.ones(3), device)
+    assert prior.image_embedding.shape == (1, 768) and prior.image_latent.shape == (1, 4, 32, 32)
+    colors = torch.rand(2, 256, 256, 3, device=device, requires_grad=True)
+    prior.loss(colors, torch.ones(2, 256, 256, 1, device=device), random_views(2, 256), 0.5).backward()
+    assert torch.isfinite(colors.grad).all() and colors.grad.abs().sum() > 0
