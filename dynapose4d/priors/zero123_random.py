@@ -93,13 +93,21 @@ def random_zero123(size: str = "tiny", seed: int = 0) -> Zero123Components:
     )
 
 
-def write_random_zero123(directory: Path, size: str = "tiny", seed: int = 0, projection_folder: str | None = None):
+def write_random_zero123(
+    directory: Path,
+    size: str = "tiny",
+    seed: int = 0,
+    projection_folder: str | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> Path:
     """Save a random set in the hub repos' on-disk layout (model_index.json + one folder per component).
 
     `projection_folder="cc_projection"` writes the older kxic layout instead (keys `projection.*`).
     """
     directory = Path(directory)
     components = random_zero123(size, seed)
+    for module in (components.unet, components.vae, components.image_encoder, components.projection):
+        module.to(dtype)
     for name in ("unet", "vae", "image_encoder", "feature_extractor", "scheduler"):
         getattr(components, name).save_pretrained(directory / name)
     if projection_folder == "cc_projection":
