@@ -112,3 +112,22 @@ def test_deformation_init_does_not_depend_on_earlier_random_draws(tiny_synthetic
     second = dynamic.DynamicTrainer(config, run_dir, resolve_device("cpu")).deformation.state_dict()
     for key in first:
         assert torch.equal(first[key], second[key]), key
+
+
+def test_novel_view_sds_conditioned_on_driving_frames_reaches_the_deformation(tiny_synthetic_config, tiny_zero123_dir):
+    config = tiny_synthetic_config(
+        "stages=[static,video,keypoints]", "dynamic.prior=zero123", f"dynamic.model={tiny_zero123_dir}",
+        "dynamic.views_per_frame=2",
+    )  # fmt: skip
+    trainer = dynamic.DynamicTrainer(config, run(config), resolve_device("cpu"))
+    assert trainer.prior.image_embeddings.shape[0] == trainer.num_frames  # one reference per driving frame
+    assert "sds" in trainer.train_step()
+
+    frames = torch.tensor([0, 1])
+    views = trainer.sample_views(frames)
+    assert views.frames.tolist() == [0, 0, 1, 1]
+    *_, novel_renders, novel_alphas = trainer.render(frames, views)
+    assert novel_renders.shape == (4, 48, 48, 3)
+    trainer.prior.loss(novel_renders, novel_alphas, views, step_ratio=0.5).backward()
+    grads = [p.grad for p in trainer.deformation.parameters() if p.grad is not None]
+    assert grads and sum(grad.abs().sum() for grad in grads) > 0

@@ -27,13 +27,15 @@ def reference_image(size: int = 64) -> torch.Tensor:
 
 
 def random_views(count: int, size: int, seed: int = 0) -> ViewBatch:
-    cameras, elevations, azimuths = sample_orbit_cameras(count, torch.Generator().manual_seed(seed), width=size, height=size)
+    cameras, elevations, azimuths = sample_orbit_cameras(
+        count, torch.Generator().manual_seed(seed), width=size, height=size
+    )
     return ViewBatch(cameras, elevations, azimuths, 2.0)
 
 
 def make_prior(directory, guidance_scale: float = 5.0, stable: bool = False) -> Zero123Prior:
     components = load_zero123(directory, CPU, torch.float32)
-    return Zero123Prior(components, reference_image(), torch.zeros(3), guidance_scale, (0.98, 0.02), stable)
+    return Zero123Prior(components, reference_image()[None], torch.zeros(3), guidance_scale, (0.98, 0.02), stable)
 
 
 def test_repo_layout_loads_back_with_either_projection_format(tiny_zero123_dir, tmp_path):
@@ -76,7 +78,7 @@ def test_sds_gradient_is_the_weighted_guided_noise_residual_pulled_through_the_v
     with torch.no_grad():
         tokens = prior.camera_tokens(views)
         conditional = components.unet(
-            torch.cat([noisy, prior.image_latent.expand(2, -1, -1, -1)], 1), t, encoder_hidden_states=tokens
+            torch.cat([noisy, prior.image_latents[[0, 0]]], 1), t, encoder_hidden_states=tokens
         ).sample
         unconditional = components.unet(
             torch.cat([noisy, torch.zeros_like(noisy)], 1), t, encoder_hidden_states=torch.zeros_like(tokens)
@@ -112,9 +114,9 @@ def test_sds_gradient_reaches_every_gaussian_parameter(tiny_zero123_dir):
 
 def test_build_prior_loads_the_configured_directory(tiny_zero123_dir):
     settings = compose_config(["static.prior=stable_zero123", f"static.model={tiny_zero123_dir}"]).static
-    prior = build_prior(settings, reference_image(), torch.ones(3), CPU)
+    prior = build_prior(settings, "static", reference_image()[None], torch.ones(3), CPU)
     assert isinstance(prior, Zero123Prior) and prior.stable and prior.guidance_scale == settings.sds.guidance_scale
-    assert prior_weights(settings)[0].location == str(tiny_zero123_dir)
+    assert prior_weights(settings, "static")[0].location == str(tiny_zero123_dir)
 
 
 def test_offline_without_a_local_copy_names_the_repo_the_key_and_the_licence(monkeypatch):
@@ -122,7 +124,7 @@ def test_offline_without_a_local_copy_names_the_repo_the_key_and_the_licence(mon
     monkeypatch.setenv("HF_HUB_CACHE", "/nonexistent-cache")
     settings = compose_config(["static.prior=stable_zero123"]).static
     with pytest.raises(DynaPoseError) as error:
-        build_prior(settings, reference_image(), torch.ones(3), CPU)
+        build_prior(settings, "static", reference_image()[None], torch.ones(3), CPU)
     message = str(error.value)
     assert "ashawkey/stable-zero123-diffusers" in message and "static.model=" in message
     assert "Non-Commercial" in message
@@ -135,8 +137,21 @@ def test_real_zero123_sds_step(name):
     directory = local_weights(ZERO123_MODELS[name])
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     settings = OmegaConf.create({"prior": name, "model": str(directory), "sds": compose_config([]).static.sds})
-    prior = build_prior(settings, reference_image(256), torch.ones(3), device)
-    assert prior.image_embedding.shape == (1, 768) and prior.image_latent.shape == (1, 4, 32, 32)
+    prior = build_prior(settings, "static", reference_image(256)[None], torch.ones(3), device)
+    assert prior.image_embeddings.shape == (1, 768) and prior.image_latents.shape == (1, 4, 32, 32)
     colors = torch.rand(2, 256, 256, 3, device=device, requires_grad=True)
     prior.loss(colors, torch.ones(2, 256, 256, 1, device=device), random_views(2, 256), 0.5).backward()
     assert torch.isfinite(colors.grad).all() and colors.grad.abs().sum() > 0
+
+
+def test_each_view_is_conditioned_on_its_own_frame(tiny_zero123_dir):
+    """A two-frame prior gives a frame-1 view the token a prior built on frame 1 alone gives it."""
+    components = load_zero123(tiny_zero123_dir, CPU, torch.float32)
+    first, second = reference_image(), reference_image().flip(1)
+    both = Zero123Prior(components, torch.stack([first, second]), torch.zeros(3), 5.0, (0.98, 0.02), False)
+    alone = Zero123Prior(components, second[None], torch.zeros(3), 5.0, (0.98, 0.02), False)
+    views = random_views(2, 32)
+    views.frames = torch.tensor([1, 1])
+    torch.testing.assert_close(both.camera_tokens(views), alone.camera_tokens(random_views(2, 32)))
+    on_first = both.camera_tokens(ViewBatch(views.cameras, views.elevations, views.azimuths, 2.0, torch.tensor([0, 0])))
+    assert not torch.allclose(on_first[1], both.camera_tokens(views)[1])

@@ -14,7 +14,7 @@ from ..cameras import Cameras
 from ..errors import DynaPoseError
 from ..pretrained import PretrainedModel, resolve_pretrained
 
-# static.prior -> where its weights live by default; `static.model` overrides the location.
+# <stage>.prior -> where its weights live by default; `<stage>.model` overrides the location.
 ZERO123_MODELS = {
     "zero123": PretrainedModel("Zero123-XL", "ashawkey/zero123-xl-diffusers", "static.model", "MIT"),
     "stable_zero123": PretrainedModel(
@@ -35,30 +35,35 @@ class ViewBatch:
     elevations: torch.Tensor  # [B] degrees
     azimuths: torch.Tensor  # [B] degrees, relative to the reference view
     radius: float
+    frames: torch.Tensor | None = None  # [B] index of each view's reference (driving frame); None: all the first
+
+    def reference_indices(self) -> torch.Tensor:
+        return torch.zeros(len(self.elevations), dtype=torch.long) if self.frames is None else self.frames.long()
 
 
-def prior_weights(settings: DictConfig) -> list[PretrainedModel]:
-    """The pretrained model the static `settings` need (none for the oracle or no prior)."""
+def prior_weights(settings: DictConfig, stage: str) -> list[PretrainedModel]:
+    """The pretrained model a stage's `settings` need (none for the oracle or no prior)."""
     if settings.prior not in ZERO123_MODELS:
         return []
-    default = ZERO123_MODELS[settings.prior]
-    return [replace(default, location=str(settings.model))] if settings.model else [default]
+    weights = replace(ZERO123_MODELS[settings.prior], config_key=f"{stage}.model")
+    return [replace(weights, location=str(settings.model)) if settings.model else weights]
 
 
 def build_prior(
     settings: DictConfig,
-    reference: torch.Tensor,  # [H, W, 4] RGBA
+    stage: str,
+    references: torch.Tensor,  # [F, H, W, 4] RGBA: the input image (F = 1) or the driving frames
     background: torch.Tensor,  # [3]
     device: torch.device,
     subject=None,
 ):
-    """The prior named by `settings.prior` (the static stage's settings), or None for `none`."""
+    """The prior named by `settings.prior` (the settings of `stage`: static or dynamic), or None for `none`."""
     name = settings.prior
     if name == "none":
         return None
     if name == "oracle":
         if subject is None:
-            raise DynaPoseError("static.prior=oracle needs ground truth: use it with experiment=synthetic")
+            raise DynaPoseError(f"{stage}.prior=oracle needs ground truth: use it with experiment=synthetic")
         from .oracle import OraclePrior
 
         return OraclePrior(subject, background.cpu())
@@ -66,9 +71,9 @@ def build_prior(
         from .zero123 import Zero123Prior
         from .zero123_model import load_zero123
 
-        (weights,) = prior_weights(settings)
+        (weights,) = prior_weights(settings, stage)
         half = settings.sds.half_precision and device.type == "cuda"  # fp16 is slow on CPU, and NaN-prone there
         components = load_zero123(resolve_pretrained(weights), device, torch.float16 if half else torch.float32)
         sds, stable = settings.sds, name == "stable_zero123"
-        return Zero123Prior(components, reference, background, sds.guidance_scale, tuple(sds.max_timestep), stable)
-    raise DynaPoseError(f"unknown static.prior={name!r}; choose one of {', '.join(PRIORS)}")
+        return Zero123Prior(components, references, background, sds.guidance_scale, tuple(sds.max_timestep), stable)
+    raise DynaPoseError(f"unknown {stage}.prior={name!r}; choose one of {', '.join(PRIORS)}")

@@ -6,17 +6,24 @@ from . import ViewBatch
 
 
 class OraclePrior:
-    """Mean squared error to the synthetic subject rendered at the same cameras (frame 0)."""
+    """Mean squared error to the synthetic subject rendered at the same cameras and frames."""
 
-    def __init__(self, subject, background: torch.Tensor, frame: float = 0.0):
+    def __init__(self, subject, background: torch.Tensor):
         self.subject = subject
         self.background = background  # [3]
-        self.frame = frame
 
     @torch.no_grad()
     def targets(self, views: ViewBatch) -> tuple[torch.Tensor, torch.Tensor]:
-        rgb, alpha = self.subject.render(views.cameras.to("cpu"), self.frame, background=self.background.tolist())
-        return rgb, alpha  # [B, H, W, 3], [B, H, W, 1]
+        """Ground truth [B, H, W, 3], [B, H, W, 1]: each view at its frame (the driving video's index)."""
+        cameras, frames = views.cameras.to("cpu"), views.reference_indices()
+        rgb = torch.empty(len(frames), cameras.height, cameras.width, 3)
+        alpha = torch.empty(len(frames), cameras.height, cameras.width, 1)
+        for frame in frames.unique().tolist():
+            chosen = (frames == frame).nonzero()[:, 0]
+            rgb[chosen], alpha[chosen] = self.subject.render(
+                cameras[chosen], float(frame), background=self.background.tolist()
+            )
+        return rgb, alpha
 
     def loss(self, colors: torch.Tensor, alphas: torch.Tensor, views: ViewBatch, step_ratio: float) -> torch.Tensor:
         """MSE of colour plus MSE of coverage; `step_ratio` is unused (ground truth needs no annealing)."""

@@ -2,10 +2,12 @@
 
 The reference image conditions the diffusion model twice: its CLIP embedding (joined with
 the relative camera of each novel view) is the UNet's single cross-attention token, and
-its VAE latent is concatenated to the noisy latent. Novel-view renders are encoded, noised
-at one timestep t that anneals linearly from 0.98 to 0.02 of the schedule over the stage
-(the paper's T_max decay), and the guided noise residual w(t) (eps_hat - eps) with
-w(t) = 1 - alpha_bar_t is pushed back into the renders.
+its VAE latent is concatenated to the noisy latent. In the dynamic stage each driving
+frame is the reference of the views rendered at its time (DreamGaussian4D).
+
+Novel-view renders are encoded, noised at one timestep t that anneals linearly from 0.98
+to 0.02 of the schedule over the stage (the paper's T_max decay), and the guided noise
+residual w(t) (eps_hat - eps) with w(t) = 1 - alpha_bar_t is pushed back into the renders.
 """
 
 import numpy as np
@@ -27,7 +29,7 @@ class Zero123Prior:
     def __init__(
         self,
         components: Zero123Components,
-        reference: torch.Tensor,  # [H, W, 4] RGBA in [0, 1]
+        references: torch.Tensor,  # [F, H, W, 4] RGBA in [0, 1]: the input image, or one per driving frame
         background: torch.Tensor,  # [3] the colour renders are composited on
         guidance_scale: float,
         max_timestep: tuple[float, float],  # (start, end) as fractions of the training schedule
@@ -40,9 +42,11 @@ class Zero123Prior:
         parameter = next(components.unet.parameters())
         self.device, self.dtype = parameter.device, parameter.dtype
         self.background = background.to(self.device)
-        # Zero123 was trained on objects over white: the reference and every render are put on white.
-        image = composite(resize_square(reference.float().cpu(), components.image_size), WHITE)  # [S, S, 3]
-        self.image_embedding, self.image_latent = self._embed_reference(image)
+        # Zero123 was trained on objects over white: the references and every render are put on white.
+        images = composite(resize_square(references.float().cpu(), components.image_size), WHITE)  # [F, S, S, 3]
+        embedded = [self._embed_reference(image) for image in images]
+        self.image_embeddings = torch.cat([embedding for embedding, _ in embedded])  # [F, D]
+        self.image_latents = torch.cat([latent for _, latent in embedded])  # [F, 4, h, w]
         self.alphas_cumprod = components.scheduler.alphas_cumprod.to(self.device)  # [T]
 
     @torch.no_grad()
@@ -73,7 +77,7 @@ class Zero123Prior:
     def camera_tokens(self, views: ViewBatch) -> torch.Tensor:
         """The UNet's cross-attention token per view [B, 1, D]: projected [CLIP embedding ; camera vector]."""
         camera = zero123_camera_vector(views.elevations, views.azimuths, views.radius, stable=self.stable)  # [B, 4]
-        embedding = self.image_embedding.expand(len(camera), -1)  # [B, D]
+        embedding = self.image_embeddings[views.reference_indices()]  # [B, D]
         joined = torch.cat([embedding, camera.to(self.device, self.dtype)], dim=-1)[:, None]  # [B, 1, D + 4]
         return self.components.projection(joined)
 
@@ -82,7 +86,7 @@ class Zero123Prior:
         """Classifier-free-guided noise prediction [B, 4, h, w]; one UNet call for both branches."""
         batch = len(noisy)
         tokens = self.camera_tokens(views)  # [B, 1, D]
-        image_latents = self.image_latent.expand(batch, -1, -1, -1)  # [B, 4, h, w]
+        image_latents = self.image_latents[views.reference_indices()]  # [B, 4, h, w]
         # The unconditional branch zeroes both conditions (after the projection), as Zero123 was trained.
         conditions = torch.cat([image_latents, torch.zeros_like(image_latents)])  # [2B, 4, h, w]
         unet_input = torch.cat([torch.cat([noisy, noisy]), conditions], dim=1)  # [2B, 8, h, w]

@@ -1,9 +1,12 @@
 """Dynamic stage: a deformation network phi(S, t) animates the static Gaussians (paper eq. 2).
 
 Each step samples a batch of driving frames, deforms the static Gaussians to those
-times, renders them at the reference view and minimises
+times, renders them at the reference view (and at random novel views when a prior is
+set) and minimises
 
-    L = L_Ref (eq. 3) + w_kml L_KML (eq. 4) + w_scl L_SCL (eq. 5)        (PAL = the last two)
+    L = L_Ref (eq. 3) + w_kml L_KML (eq. 4) + w_scl L_SCL (eq. 5) + w_sds SDS    (PAL = KML + SCL)
+
+where SDS conditions Zero123 on each view's driving frame (DreamGaussian4D).
 
 Writes dynamic/{checkpoint.pt, renders/{reference,orbit}.mp4, frames/NNN.ply, DONE} and,
 with ground truth, held-out metrics at every frame.
@@ -15,11 +18,11 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig
 
-from ..cameras import orbit_cameras, reference_camera
+from ..cameras import Cameras, orbit_cameras, reference_camera, sample_orbit_cameras
 from ..checkpoint import load_checkpoint, mark_done, save_checkpoint
 from ..data.driving import load_driving_frames, load_keypoints
 from ..data.image import composite, resize_square
-from ..data.inputs import background_color, load_reference, synthetic_sample
+from ..data.inputs import background_color, load_reference, synthetic_sample, synthetic_subject
 from ..deform import build_deformation, normalised_time
 from ..errors import DynaPoseError
 from ..evaluation import evaluate_frames
@@ -28,6 +31,8 @@ from ..gaussians import GaussianModel
 from ..keypoints import TemplateMatchingDetector, lift_keypoints, project_points
 from ..losses import keypoint_match_loss, pose_alignment_loss, reference_loss, spatio_temporal_consistency_loss
 from ..metrics import update_metrics_file
+from ..pretrained import PretrainedModel
+from ..priors import ViewBatch, build_prior, prior_weights
 from ..render import rasterize
 from .loop import run_training
 from .outputs import ORBIT_ELEVATION, render_views
@@ -47,9 +52,9 @@ class DynamicTrainer:
         self.stage_dir = run_dir / NAME
         self.stage_dir.mkdir(parents=True, exist_ok=True)
         size = self.settings.render_size
-        frames = load_driving_frames(run_dir)  # [T, H, W, 4]
-        scale = size / frames.shape[1]  # keypoints are stored in driving-frame pixels
-        frames = resize_square(frames, size).to(device)
+        driving = load_driving_frames(run_dir)  # [T, H, W, 4]
+        scale = size / driving.shape[1]  # keypoints are stored in driving-frame pixels
+        frames = resize_square(driving, size).to(device)
         self.num_frames = len(frames)
         self.background = background_color(cfg).to(device)  # [3]
         self.target_rgb = composite(frames, self.background)  # [T, S, S, 3]
@@ -59,6 +64,7 @@ class DynamicTrainer:
         camera = cfg.static.camera
         self.camera = reference_camera(size, size, camera.radius, camera.fovy).to(device)
 
+        self.prior = build_prior(self.settings, NAME, driving, self.background, device, synthetic_subject(cfg))
         self.model = load_static_model(run_dir).to(device)
         self.model.requires_grad_(self.settings.optimize_gaussians)
         canonical_means = self.model.params["means"].detach()
@@ -114,18 +120,43 @@ class DynamicTrainer:
         count = min(self.settings.batch_size, self.num_frames)
         return torch.randperm(self.num_frames, generator=self.generator)[:count].sort().values
 
+    def sample_views(self, frames: torch.Tensor) -> ViewBatch:
+        """`views_per_frame` random orbit views for each frame in `frames` [B], grouped by frame."""
+        camera, size = self.cfg.static.camera, self.settings.render_size
+        count = self.settings.views_per_frame * len(frames)
+        cameras, elevations, azimuths = sample_orbit_cameras(
+            count, self.generator, camera.elevation_range, camera.azimuth_range, camera.radius, camera.fovy, size, size
+        )
+        repeated = frames.repeat_interleave(self.settings.views_per_frame)  # [B * V]
+        return ViewBatch(cameras.to(self.device), elevations, azimuths, camera.radius, repeated)
+
+    def render(self, frames: torch.Tensor, views: ViewBatch | None):
+        """Per frame, one rasteriser call for the reference view and that frame's novel views.
+
+        Returns reference renders [B, S, S, 3] and alphas [B, S, S, 1], then the novel views'
+        [B * V, S, S, 3] and [B * V, S, S, 1] (None without `views`).
+        """
+        per_view = self.settings.views_per_frame
+        outputs = []
+        for index, gaussians in enumerate(self.deformed(frames)):
+            cameras = self.camera
+            if views is not None:
+                cameras = Cameras.concat(cameras, views.cameras[index * per_view : (index + 1) * per_view])
+            color, alpha, _ = rasterize(
+                **gaussians, viewmats=cameras.viewmats, Ks=cameras.Ks, width=cameras.width, height=cameras.height,
+                backgrounds=self.background.expand(len(cameras), 3), backend=self.cfg.render.backend,
+            )  # fmt: skip
+            outputs.append((color, alpha))
+        colors, alphas = torch.stack([c for c, _ in outputs]), torch.stack([a for _, a in outputs])  # [B, 1 + V, ...]
+        if views is None:
+            return colors[:, 0], alphas[:, 0], None, None
+        return colors[:, 0], alphas[:, 0], colors[:, 1:].flatten(0, 1), alphas[:, 1:].flatten(0, 1)
+
     def train_step(self) -> dict[str, float]:
         weights = self.cfg.loss
         frames = self.sample_frames()
-        renders, alphas = [], []
-        for gaussians in self.deformed(frames):
-            color, alpha, _ = rasterize(
-                **gaussians, viewmats=self.camera.viewmats, Ks=self.camera.Ks, width=self.camera.width,
-                height=self.camera.height, backgrounds=self.background[None], backend=self.cfg.render.backend,
-            )  # fmt: skip
-            renders.append(color[0])
-            alphas.append(alpha[0])
-        renders, alphas = torch.stack(renders), torch.stack(alphas)  # [B, S, S, 3], [B, S, S, 1]
+        views = self.sample_views(frames) if self.prior is not None else None
+        renders, alphas, novel_renders, novel_alphas = self.render(frames, views)
         zero = torch.zeros((), device=self.device)  # a disabled term
         losses = {
             "ref": reference_loss(
@@ -137,6 +168,9 @@ class DynamicTrainer:
         total = weights.ref.rgb * losses["ref"] + pose_alignment_loss(
             losses["kml"], losses["scl"], weights.kml.weight, weights.scl.weight
         )
+        if views is not None:
+            losses["sds"] = self.prior.loss(novel_renders, novel_alphas, views, self.step / self.settings.iterations)
+            total = total + weights.sds.weight * losses["sds"]
         self.optimizer.zero_grad(set_to_none=True)
         total.backward()
         self.optimizer.step()
@@ -204,8 +238,8 @@ def load_static_model(run_dir: Path) -> GaussianModel:
     return GaussianModel(load_checkpoint(path)["model"])
 
 
-def required_weights(cfg: DictConfig) -> list:
-    return []  # the oracle source reads ground truth
+def required_weights(cfg: DictConfig) -> list[PretrainedModel]:
+    return prior_weights(cfg.dynamic, NAME)
 
 
 def run(cfg: DictConfig, run_dir: Path, device: torch.device) -> None:

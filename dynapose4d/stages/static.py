@@ -46,7 +46,7 @@ class StaticTrainer:
         self.target_mask = reference[..., 3:].to(device)  # [S, S, 1]
         camera = self.settings.camera
         self.reference_camera = reference_camera(size, size, camera.radius, camera.fovy).to(device)
-        self.prior = build_prior(self.settings, image, self.background, device, synthetic_subject(cfg))
+        self.prior = build_prior(self.settings, NAME, image[None], self.background, device, synthetic_subject(cfg))
 
         self.generator = torch.Generator().manual_seed(cfg.seed)  # view sampling
         torch.manual_seed(cfg.seed)  # densification splits sample from the global RNG
@@ -133,7 +133,7 @@ class StaticTrainer:
 
 
 def required_weights(cfg: DictConfig) -> list[PretrainedModel]:
-    return prior_weights(cfg.static)
+    return prior_weights(cfg.static, NAME)
 
 
 def run(cfg: DictConfig, run_dir: Path, device: torch.device) -> None:
