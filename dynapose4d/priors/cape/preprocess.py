@@ -1,0 +1,91 @@
+"""Inputs for PoseAnything: the demo's pad-and-resize in true RGB, point mapping and support heatmaps.
+
+Pixel coordinates are continuous (x, y), pixel (j, i) covering [j, j+1) x [i, i+1), as in
+`dynapose4d.keypoints`. Padding and resizing (align_corners=False) then map points by a pure
+offset and scale, the mapping of the official demo's `transform_keypoints_to_pad_and_resize`.
+"""
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+NETWORK_SIZE = 256  # square model input
+HEATMAP_SIZE = 64  # support heatmaps: a quarter of the input
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class PadResize:
+    """Where `resize_pad` put an image of `height` x `width` pixels in the square network frame."""
+
+    height: int
+    width: int
+    pad_left: int
+    pad_top: int
+    size: int = NETWORK_SIZE
+
+    @property
+    def scale(self) -> float:
+        """Network pixels per image pixel."""
+        return self.size / max(self.height, self.width)
+
+    def to_network(self, points: Tensor) -> Tensor:
+        """Image pixels [..., 2] -> network pixels [..., 2] (divide by `size` for the model's [0, 1])."""
+        return (points + points.new_tensor([self.pad_left, self.pad_top])) * self.scale
+
+    def to_image(self, points: Tensor) -> Tensor:
+        """Network pixels [..., 2] (the model's [0, 1] output times `size`) -> image pixels [..., 2]."""
+        return points / self.scale - points.new_tensor([self.pad_left, self.pad_top])
+
+
+def resize_pad(image: Tensor, size: int = NETWORK_SIZE) -> tuple[Tensor, PadResize]:
+    """RGB `image` [3, H, W] or [B, 3, H, W] in [0, 1] -> (normalised [.., 3, size, size], its PadResize).
+
+    As the demo's Resize_Pad: ImageNet normalisation, zero padding of the shorter side centred (so
+    the border is the mean colour), then bilinear resizing. Differentiable with respect to the image.
+    Deviations, all deliberate: channels are true RGB (the demo normalises BGR, then flips); the
+    padded image is exactly square (the demo loses a pixel when the side difference is odd, and
+    skips padding for near-square images, squashing them); resizing is antialiased.
+    """
+    batched = image.dim() == 4
+    images = image if batched else image[None]  # [B, 3, H, W]
+    height, width = images.shape[-2:]
+    mean = images.new_tensor(IMAGENET_MEAN)[:, None, None]
+    std = images.new_tensor(IMAGENET_STD)[:, None, None]
+    normalised = (images - mean) / std
+    side = max(height, width)
+    pad_left, pad_top = (side - width) // 2, (side - height) // 2
+    padded = F.pad(normalised, (pad_left, side - width - pad_left, pad_top, side - height - pad_top))
+    resized = F.interpolate(padded, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+    return resized if batched else resized[0], PadResize(height, width, pad_left, pad_top, size)
+
+
+def support_heatmaps(points: Tensor, visible: Tensor, sigma: float = 1.0) -> tuple[Tensor, Tensor]:
+    """MSRA target heatmaps of support keypoints, as the official demo builds them.
+
+    Args:
+        points: [..., K, 2] keypoints in network pixels (0..256).
+        visible: [..., K] 0/1.
+    Returns:
+        heatmaps [..., K, 64, 64]: an unnormalised Gaussian (peak 1) on the heatmap pixel nearest
+            to point / 4, cut to a (6 sigma + 1)-wide square window and to the map; zero if not kept.
+        kept [..., K]: `visible`, zeroed where the whole window misses the map (the official weight).
+            Pass it as the model's support visibility.
+    """
+    radius = int(3 * sigma)
+    stride = NETWORK_SIZE / HEATMAP_SIZE
+    # int(v + 0.5), truncating toward zero as Python's int does, like the official target generator.
+    centre = torch.trunc(points / stride + 0.5)  # [..., K, 2]
+    low, high = centre - radius, centre + radius + 1  # window [low, high) per axis
+    outside = ((low >= HEATMAP_SIZE) | (high < 0)).any(dim=-1)  # [..., K]
+    kept = ((visible > 0.5) & ~outside).to(points.dtype)
+    cells = torch.arange(HEATMAP_SIZE, dtype=points.dtype, device=points.device)  # [64]
+    dx = cells - centre[..., 0:1]  # [..., K, 64]
+    dy = cells - centre[..., 1:2]
+    gauss_x = torch.exp(-(dx**2) / (2 * sigma**2)) * (dx.abs() <= radius)
+    gauss_y = torch.exp(-(dy**2) / (2 * sigma**2)) * (dy.abs() <= radius)
+    heatmaps = gauss_y[..., :, None] * gauss_x[..., None, :]  # [..., K, 64, 64] (row = y)
+    return heatmaps * kept[..., None, None], kept
