@@ -17,22 +17,25 @@ class PretrainedModel:
     """Where a model comes from, and how a user points the pipeline at their own copy."""
 
     name: str  # what the user knows it as, e.g. "Zero123-XL"
-    location: str  # hub repo id or local directory
+    location: str | None  # hub repo id, or a local directory or file; None when only a manual download will do
     config_key: str  # the config key that takes a local path, e.g. "static.model"
     licence: str
+    download: str | None = None  # where to get weights that are not on the hub (then only local paths work)
 
     @property
     def is_local(self) -> bool:
-        return Path(self.location).expanduser().is_dir()
+        return self.location is not None and Path(self.location).expanduser().exists()
 
 
 def resolve_pretrained(model: PretrainedModel, local_only: bool = False) -> Path:
-    """The local directory holding `model`: the path itself, the hub cache, or a fresh download.
+    """The local path holding `model`: the path itself, the hub cache, or a fresh download.
 
     `local_only` never touches the network (also implied by HF_HUB_OFFLINE=1).
     """
     if model.is_local:
         return Path(model.location).expanduser()
+    if model.download is not None:
+        raise DynaPoseError(manual_download_message(model))
     if _looks_like_path(model.location):
         raise DynaPoseError(f"{model.config_key}={model.location!r}: no such directory")
     from huggingface_hub import snapshot_download
@@ -53,6 +56,15 @@ def resolve_pretrained(model: PretrainedModel, local_only: bool = False) -> Path
 def _looks_like_path(location: str) -> bool:
     """Hub ids are exactly `owner/name`; anything else a user types is meant as a path."""
     return location.startswith(("/", ".", "~")) or location.count("/") != 1
+
+
+def manual_download_message(model: PretrainedModel) -> str:
+    where = "is not set" if model.location is None else f"{model.location!r} does not exist"
+    return (
+        f"{model.name} weights are needed but {model.config_key} {where}.\n"
+        f"  Download them from {model.download} (licence: {model.licence}),\n"
+        f"  then pass the file with {model.config_key}=/path/to/it"
+    )
 
 
 def missing_weights_message(model: PretrainedModel, reason: str) -> str:
