@@ -17,17 +17,21 @@ log = logging.getLogger(__name__)
 
 
 def stage_modules() -> dict:
-    """Each stage module has `run(cfg, run_dir, device)` and `required_weights(cfg)`."""
+    """Each stage module has `run(cfg, run_dir, device)` and `check(cfg)`.
+
+    `check` validates the stage's settings before anything runs (raising DynaPoseError) and
+    returns the pretrained weights the stage will load.
+    """
     from .stages import dynamic, keypoints, static, video
 
     return {"static": static, "video": video, "keypoints": keypoints, "dynamic": dynamic}
 
 
-def check_weights(cfg: DictConfig, run_dir: Path, stages) -> None:
-    """Fail before any training when a stage still to run lacks its pretrained weights."""
+def check_stages(cfg: DictConfig, run_dir: Path, stages) -> None:
+    """Fail before any training when a stage still to run is misconfigured or lacks its weights."""
     for name, stage in stages.items():
         if name in cfg.stages and not is_done(run_dir / name):
-            for model in stage.required_weights(cfg):
+            for model in stage.check(cfg):
                 resolve_pretrained(model)
 
 
@@ -55,9 +59,9 @@ def run(cfg: DictConfig, overrides: list[str] | None = None) -> Path:
         raise DynaPoseError(f"unknown stage(s) {unknown}; available: {sorted(stages)}")
     device = resolve_device(cfg.device)
     run_dir = resolve_run_dir(cfg)
-    # Inputs and weights first, so a bad input or a missing download fails before a run directory exists.
+    # Inputs, settings and weights first: a bad input or a missing download fails before a run directory exists.
     inputs = None if is_done(input_dir(run_dir)) else read_inputs(cfg)
-    check_weights(cfg, run_dir, stages)
+    check_stages(cfg, run_dir, stages)
     prepare_run_dir(cfg, run_dir, overrides)
     handler = attach_log_file(run_dir)
     try:

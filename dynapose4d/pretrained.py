@@ -21,6 +21,7 @@ class PretrainedModel:
     config_key: str  # the config key that takes a local path, e.g. "static.model"
     licence: str
     download: str | None = None  # where to get weights that are not on the hub (then only local paths work)
+    files: tuple[str, ...] | None = None  # the repo files to fetch (glob patterns); None: all but *.ckpt
 
     @property
     def is_local(self) -> bool:
@@ -47,6 +48,8 @@ def resolve_pretrained(model: PretrainedModel, local_only: bool = False) -> Path
         except LocalEntryNotFoundError:
             if local_only:
                 raise
+            if model.files is not None:
+                return Path(snapshot_download(model.location, allow_patterns=list(model.files)))
             return Path(snapshot_download(model.location, ignore_patterns=["*.ckpt"]))
     except (HfHubHTTPError, HFValidationError, OSError) as error:
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
@@ -68,10 +71,12 @@ def manual_download_message(model: PretrainedModel) -> str:
 
 
 def missing_weights_message(model: PretrainedModel, reason: str) -> str:
+    name = model.location.split("/")[-1]
+    include = "".join(f' --include "{pattern}"' for pattern in model.files or ())
     return (
         f"{model.name} weights are not available: {model.location!r} is not a local directory and could not be "
         f"fetched from the Hugging Face hub ({reason}).\n"
         f"  Download them on a machine with internet access (accept the licence first: {model.licence}):\n"
-        f"    hf download {model.location} --local-dir /path/to/{model.location.split('/')[-1]}\n"
-        f"  then pass the directory with {model.config_key}=/path/to/{model.location.split('/')[-1]}"
+        f"    hf download {model.location}{include} --local-dir /path/to/{name}\n"
+        f"  then pass the directory with {model.config_key}=/path/to/{name}"
     )

@@ -14,6 +14,7 @@ from omegaconf import DictConfig
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
+from dynapose4d.cli import expand_shortcuts  # noqa: E402
 from dynapose4d.errors import DynaPoseError  # noqa: E402
 from dynapose4d.pipeline import run  # noqa: E402
 
@@ -34,4 +35,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    sys.argv[1:] = expand_shortcuts(sys.argv[1:])
     main()

@@ -44,8 +44,10 @@ TINY_SYNTHETIC = [
 
 def compose_config(overrides: list[str]):
     """The config scripts/train.py would build for these command-line overrides."""
+    from dynapose4d.cli import expand_shortcuts
+
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        return compose(config_name="train", overrides=overrides)
+        return compose(config_name="train", overrides=expand_shortcuts(overrides))
 
 
 @pytest.fixture
@@ -99,3 +101,20 @@ def tiny_zero123_dir(tmp_path_factory) -> Path:
     from dynapose4d.priors.zero123_random import write_random_zero123
 
     return write_random_zero123(tmp_path_factory.mktemp("zero123") / "tiny-zero123")
+
+
+@pytest.fixture(scope="session")
+def tiny_svd_dir(tmp_path_factory) -> Path:
+    """Randomly initialised tiny Stable Video Diffusion components in the hub repos' layout."""
+    from dynapose4d.priors.svd_random import write_random_svd
+
+    return write_random_svd(tmp_path_factory.mktemp("svd") / "tiny-svd")
+
+
+@pytest.fixture
+def offline_hub(monkeypatch, tmp_path):
+    """No network and an empty cache for huggingface_hub (which reads its settings once, at import)."""
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "empty-hub-cache"))

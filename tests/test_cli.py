@@ -22,6 +22,7 @@ TINY_REAL = [
     "static.orbit_views=2",
     "static.batch_size=2",
     "static.prior=none",
+    "stages=[static]",
 ]
 
 
@@ -141,7 +142,8 @@ def test_bad_input_leaves_no_run_directory_behind(tmp_path):
 def test_missing_zero123_weights_stop_the_run_before_it_starts(tmp_path):
     image = write_rgba(tmp_path / "box.png")
     offline = {"HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(tmp_path / "empty-cache")}
-    result = train(f"image={image}", f"output_dir={tmp_path / 'out'}", "static.prior=zero123", cwd=tmp_path, env=offline)
+    output = f"output_dir={tmp_path / 'out'}"
+    result = train(f"image={image}", output, "stages=[static]", "static.prior=zero123", cwd=tmp_path, env=offline)
     assert_clean_error(result, "ashawkey/zero123-xl-diffusers")
     assert "static.model=" in result.stderr
     assert not (tmp_path / "out").exists()
@@ -150,5 +152,6 @@ def test_missing_zero123_weights_stop_the_run_before_it_starts(tmp_path):
 def test_oracle_stages_with_a_real_image_say_what_they_need(tmp_path):
     image = write_rgba(tmp_path / "box.png")
     output = f"output_dir={tmp_path / 'out'}"
-    result = train(f"image={image}", "stages=[static,video]", output, *TINY_REAL, cwd=tmp_path)
+    result = train(f"image={image}", output, *TINY_REAL, "stages=[static,video]", "video=oracle", cwd=tmp_path)
     assert_clean_error(result, "video.source=oracle needs ground truth")
+    assert not (tmp_path / "out").exists()  # caught before anything ran

@@ -9,34 +9,28 @@ HUB = PretrainedModel("Some Model", "someone/some-model", "stage.model", "MIT")
 MANUAL = PretrainedModel("Manual Model", None, "stage.checkpoint", "Apache-2.0", download="https://example.org/weights")
 
 
-@pytest.fixture
-def offline(monkeypatch, tmp_path):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-cache"))
-
-
-def test_existing_directories_and_files_are_used_as_they_are(tmp_path, offline):
+def test_existing_directories_and_files_are_used_as_they_are(tmp_path, offline_hub):
     (tmp_path / "weights.pth").write_bytes(b"")
     for path in (tmp_path, tmp_path / "weights.pth"):
         model = PretrainedModel("Some Model", str(path), "stage.model", "MIT")
         assert resolve_pretrained(model) == path
 
 
-def test_a_hub_id_without_network_or_cache_names_repo_key_and_licence(offline):
+def test_a_hub_id_without_network_or_cache_names_repo_key_and_licence(offline_hub):
     with pytest.raises(DynaPoseError) as error:
         resolve_pretrained(HUB)
     message = str(error.value)
     assert "hf download someone/some-model" in message and "stage.model=" in message and "MIT" in message
 
 
-def test_a_missing_local_path_is_not_mistaken_for_a_hub_id(offline, tmp_path):
+def test_a_missing_local_path_is_not_mistaken_for_a_hub_id(offline_hub, tmp_path):
     model = PretrainedModel("Some Model", str(tmp_path / "nope" / "deeper"), "stage.model", "MIT")
     with pytest.raises(DynaPoseError, match="stage.model=.*no such directory"):
         resolve_pretrained(model)
 
 
 @pytest.mark.parametrize("location", [None, "/no/such/file.pth"])
-def test_weights_off_the_hub_say_where_to_download_them(location, offline):
+def test_weights_off_the_hub_say_where_to_download_them(location, offline_hub):
     from dataclasses import replace
 
     with pytest.raises(DynaPoseError) as error:

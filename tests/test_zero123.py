@@ -119,9 +119,7 @@ def test_build_prior_loads_the_configured_directory(tiny_zero123_dir):
     assert prior_weights(settings, "static")[0].location == str(tiny_zero123_dir)
 
 
-def test_offline_without_a_local_copy_names_the_repo_the_key_and_the_licence(monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_HUB_CACHE", "/nonexistent-cache")
+def test_offline_without_a_local_copy_names_the_repo_the_key_and_the_licence(offline_hub):
     settings = compose_config(["static.prior=stable_zero123"]).static
     with pytest.raises(DynaPoseError) as error:
         build_prior(settings, "static", reference_image()[None], torch.ones(3), CPU)

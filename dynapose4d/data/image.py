@@ -23,9 +23,9 @@ def load_reference_image(
     Raises DynaPoseError for a missing or unreadable file, no way to get a mask, or an
     empty mask.
     """
-    image = _open_image(path)
+    image = open_image(path)
     if mask is not None:
-        alpha = _open_image(mask).convert("L")
+        alpha = open_image(mask).convert("L")
         if alpha.size != image.size:
             raise DynaPoseError(
                 f"mask {mask} is {alpha.size[0]}x{alpha.size[1]} but the image is {image.size[0]}x{image.size[1]}"
@@ -35,7 +35,7 @@ def load_reference_image(
     elif "A" in image.mode or "transparency" in image.info:
         rgba = image.convert("RGBA")
     else:
-        rgba = _remove_background(image.convert("RGB"), path)
+        (rgba,) = remove_background([image.convert("RGB")], path)
     pixels = torch.from_numpy(np.asarray(rgba, dtype=np.float32) / 255.0)  # [H, W, 4]
     if (pixels[..., 3] > 0.5).float().mean() < MIN_FOREGROUND_FRACTION:
         raise DynaPoseError(f"{mask or path} has no foreground: the object mask is (almost) empty")
@@ -45,18 +45,27 @@ def load_reference_image(
 
 
 def recenter(rgba: torch.Tensor, size: int, border_ratio: float) -> torch.Tensor:
-    """Crop RGBA [H, W, 4] to its object, scale the longer side to (1 - border_ratio) * size, centre it."""
-    rows, cols = torch.nonzero(rgba[..., 3] > 0.5, as_tuple=True)
-    crop = rgba[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]  # [h, w, 4]
-    scale = (1.0 - border_ratio) * size / max(crop.shape[:2])
-    height, width = max(round(crop.shape[0] * scale), 1), max(round(crop.shape[1] * scale), 1)
-    resized = torch.nn.functional.interpolate(
-        crop.permute(2, 0, 1)[None], size=(height, width), mode="bilinear", antialias=True, align_corners=False
-    )[0].permute(1, 2, 0)  # [height, width, 4]
-    canvas = torch.zeros(size, size, 4)
-    top, left = (size - height) // 2, (size - width) // 2
-    canvas[top : top + height, left : left + width] = resized.clamp(0, 1)
-    return canvas
+    """Crop RGBA [..., H, W, 4] to its object, scale the longer side to (1 - border_ratio) * size, centre it.
+
+    Frames (leading dimensions) share one crop, the bounding box of all their masks, so a
+    clip keeps its motion. Float input is in [0, 1], uint8 in [0, 255]; the output is float.
+    """
+    scale_to_unit = 255.0 if rgba.dtype == torch.uint8 else 1.0
+    frames = rgba.reshape(-1, *rgba.shape[-3:])  # [F, H, W, 4]
+    union = (frames[..., 3].float() / scale_to_unit > 0.5).any(dim=0)  # [H, W]
+    rows, cols = torch.nonzero(union, as_tuple=True)
+    top, bottom, left, right = rows.min().item(), rows.max().item() + 1, cols.min().item(), cols.max().item() + 1
+    scale = (1.0 - border_ratio) * size / max(bottom - top, right - left)
+    height, width = max(round((bottom - top) * scale), 1), max(round((right - left) * scale), 1)
+    canvas = torch.zeros(len(frames), size, size, 4)
+    row, col = (size - height) // 2, (size - width) // 2
+    for index, frame in enumerate(frames):  # one at a time: a long clip in float may not fit in memory
+        crop = frame[top:bottom, left:right].float().permute(2, 0, 1)[None] / scale_to_unit  # [1, 4, h, w]
+        resized = torch.nn.functional.interpolate(
+            crop, size=(height, width), mode="bilinear", antialias=True, align_corners=False
+        )[0].permute(1, 2, 0)  # [height, width, 4]
+        canvas[index, row : row + height, col : col + width] = resized.clamp(0, 1)
+    return canvas.reshape(*rgba.shape[:-3], size, size, 4)
 
 
 def square_resize(image: Image.Image, size: int) -> Image.Image:
@@ -67,7 +76,7 @@ def square_resize(image: Image.Image, size: int) -> Image.Image:
     return canvas.resize((size, size), Image.Resampling.LANCZOS)
 
 
-def _open_image(path: str | Path) -> Image.Image:
+def open_image(path: str | Path) -> Image.Image:
     path = Path(path)
     if not path.is_file():
         raise DynaPoseError(f"input image not found: {path}")
@@ -79,15 +88,16 @@ def _open_image(path: str | Path) -> Image.Image:
         raise DynaPoseError(f"cannot read the input image {path}: {error}") from None
 
 
-def _remove_background(image: Image.Image, path: str | Path) -> Image.Image:
-    """rembg's cut-out (RGBA) when rembg is installed and its model loads; else a clear error."""
+def remove_background(images: list[Image.Image], path: str | Path) -> list[Image.Image]:
+    """rembg's cut-outs (RGBA) of `images` (from `path`), one model session for all; else a clear error."""
     advice = "give an RGBA image whose alpha is the object mask, or mask=path/to/mask.png"
     try:
         import rembg
     except ImportError:
         raise DynaPoseError(f"{path} has no alpha channel: {advice}, or install rembg to cut the object out") from None
     try:
-        return rembg.remove(image).convert("RGBA")
+        session = rembg.new_session()  # loading the model once, not once per video frame
+        return [rembg.remove(image, session=session).convert("RGBA") for image in images]
     except Exception as error:  # rembg downloads its model on first use, which fails offline
         raise DynaPoseError(f"{path} has no alpha channel and rembg failed ({error}): {advice}") from None
 
@@ -105,3 +115,16 @@ def resize_square(images: torch.Tensor, size: int) -> torch.Tensor:
     batch = images.reshape(-1, *images.shape[-3:]).permute(0, 3, 1, 2)  # [B, C, H, W]
     resized = torch.nn.functional.interpolate(batch, size=(size, size), mode="area").permute(0, 2, 3, 1)
     return resized.reshape(*images.shape[:-3], size, size, images.shape[-1])
+
+
+def key_out_background(
+    rgb: torch.Tensor, background: torch.Tensor, low: float = 0.04, high: float = 0.12
+) -> torch.Tensor:
+    """Alpha [..., H, W, 1] of frames [..., H, W, 3] shot on a known plain `background` [3].
+
+    A pixel whose largest channel difference to the background is below `low` is background,
+    above `high` object, with a linear ramp between (soft edges). It is the fallback mask for
+    generated videos when rembg is not installed: SVD keeps the plain background of its input.
+    """
+    difference = (rgb - background.to(rgb)).abs().amax(dim=-1, keepdim=True)
+    return ((difference - low) / (high - low)).clamp(0, 1)

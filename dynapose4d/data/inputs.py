@@ -24,27 +24,59 @@ def background_color(cfg: DictConfig) -> torch.Tensor:
 
 
 def read_inputs(cfg: DictConfig) -> dict:
-    """Load (and so validate) the inputs before anything is written: {"reference": RGBA [H, W, 4], "sample"?}."""
+    """Load (and so validate) the inputs before anything is written.
+
+    Returns {"reference": RGBA [H, W, 4]} plus "sample" (synthetic ground truth) or "clip"
+    (the user's driving video [F, H, W, 4], `video=file`).
+    """
     if cfg.synthetic is not None:
         from .synthetic import build_sample
 
         sample = build_sample(synthetic_subject(cfg), resolution=cfg.image_size)
         return {"reference": sample.image, "sample": sample}
+    clip = load_user_video(cfg) if cfg.video.source == "file" else None
     if cfg.image is not None:
-        return {"reference": load_reference_image(cfg.image, cfg.image_size, cfg.mask, cfg.border_ratio)}
-    raise DynaPoseError("no input: pass image=path/to/image.png, or experiment=synthetic for the built-in subject")
+        reference = load_reference_image(cfg.image, cfg.image_size, cfg.mask, cfg.border_ratio)
+        return {"reference": reference} if clip is None else {"reference": reference, "clip": clip}
+    if clip is not None:  # video-to-4D: the clip's first frame is the input image
+        return {"reference": clip[0], "clip": clip}
+    raise DynaPoseError(
+        "no input: pass image=path/to/image.png, video=path/to/clip.mp4 (or a directory of frames), "
+        "or experiment=synthetic for the built-in subject"
+    )
+
+
+def load_user_video(cfg: DictConfig) -> torch.Tensor:
+    """The user's driving clip (`video=file`) as RGBA frames [F, S, S, 4], framed once for the whole clip."""
+    from .video_input import load_video_frames
+
+    settings = cfg.video
+    if settings.path is None:
+        raise DynaPoseError("video.source=file needs a clip: pass video=path/to/clip.mp4 or a directory of frames")
+    return load_video_frames(
+        settings.path, cfg.image_size, cfg.border_ratio, settings.max_frames, settings.masks, settings.frame_step
+    )
 
 
 def write_inputs(inputs: dict, run_dir: Path) -> None:
-    """Write input/reference.png and, for the synthetic subject, its ground truth; then mark input DONE."""
+    """Write input/reference.png, the synthetic ground truth or the user's clip (input/clip/NNN.png); mark DONE."""
     directory = input_dir(run_dir)
     directory.mkdir(parents=True, exist_ok=True)
+    if "clip" in inputs:
+        (directory / "clip").mkdir(exist_ok=True)
+    for index, frame in enumerate(inputs.get("clip", [])):
+        save_png(directory / "clip" / f"{index:03d}.png", frame)
     if "sample" in inputs:
         from .synthetic import save_sample
 
         save_sample(inputs["sample"], directory / "synthetic")
     save_png(directory / "reference.png", inputs["reference"])
     mark_done(directory)
+
+
+def load_clip(run_dir: Path) -> torch.Tensor:
+    """The user's driving clip [F, H, W, 4] written by `write_inputs`."""
+    return torch.stack([load_png(path) for path in sorted((input_dir(run_dir) / "clip").glob("*.png"))])
 
 
 def load_reference(run_dir: Path) -> torch.Tensor:
@@ -73,12 +105,11 @@ def synthetic_sample(cfg: DictConfig, run_dir: Path):
     return load_sample(input_dir(run_dir) / "synthetic")
 
 
-def oracle_sample(cfg: DictConfig, run_dir: Path, stage: str):
-    """The ground truth an `oracle` source reads; a clear error for any other source or a real image."""
+def check_source(cfg: DictConfig, stage: str, sources: tuple[str, ...]) -> str:
+    """`cfg.<stage>.source`, checked: one of `sources`, and `oracle` only where ground truth exists."""
     source = cfg[stage].source
-    if source != "oracle":
-        raise DynaPoseError(f"unknown {stage}.source={source!r}; available: oracle")
-    sample = synthetic_sample(cfg, run_dir)
-    if sample is None:
+    if source not in sources:
+        raise DynaPoseError(f"unknown {stage}.source={source!r}; available: {', '.join(sources)}")
+    if source == "oracle" and cfg.synthetic is None:
         raise DynaPoseError(f"{stage}.source=oracle needs ground truth: use it with experiment=synthetic")
-    return sample
+    return source

@@ -59,8 +59,6 @@ class DynamicTrainer:
         self.background = background_color(cfg).to(device)  # [3]
         self.target_rgb = composite(frames, self.background)  # [T, S, S, 3]
         self.target_mask = frames[..., 3:]  # [T, S, S, 1]
-        support, keypoints = load_keypoints(run_dir)
-        self.keypoints = (keypoints * scale).to(device)  # [T, N, 2]
         camera = cfg.static.camera
         self.camera = reference_camera(size, size, camera.radius, camera.fovy).to(device)
 
@@ -73,12 +71,8 @@ class DynamicTrainer:
         torch.manual_seed(cfg.seed)
         self.deformation = build_deformation(cfg.deformation.name, cfg.deformation, canonical_means)
         self.deformation.to(device)
-        support = (support * scale).to(device)  # [N, 2]
-        if cfg.loss.kml.mode == "lift":
-            self.lifted_keypoints = self._lift(support)  # [N, 3]
-        else:
-            reference = composite(resize_square(load_reference(run_dir), size).to(device), self.background)
-            self.detector = TemplateMatchingDetector(reference, support)
+        if cfg.loss.kml.weight > 0:  # without KML the keypoints stage may be skipped
+            self._prepare_keypoint_match(run_dir, scale)
         groups = self.deformation.param_groups(self.settings.lr)
         if self.settings.optimize_gaussians:
             groups.append({"params": list(self.model.parameters()), "lr": self.settings.gaussian_lr})
@@ -101,6 +95,18 @@ class DynamicTrainer:
             {**static, "means": means[b], "quats": quats[b], "scales": torch.exp(log_scales[b])}
             for b in range(len(frames))
         ]
+
+    def _prepare_keypoint_match(self, run_dir: Path, scale: float) -> None:
+        """Driving keypoints at render size, and the lifted support points or the detector KML compares them to."""
+        support, keypoints = load_keypoints(run_dir)
+        self.keypoints = (keypoints * scale).to(self.device)  # [T, N, 2]
+        support = (support * scale).to(self.device)  # [N, 2]
+        if self.cfg.loss.kml.mode == "lift":
+            self.lifted_keypoints = self._lift(support)  # [N, 3]
+        else:
+            size = self.settings.render_size
+            reference = composite(resize_square(load_reference(run_dir), size).to(self.device), self.background)
+            self.detector = TemplateMatchingDetector(reference, support)
 
     @torch.no_grad()
     def _lift(self, support: torch.Tensor) -> torch.Tensor:
@@ -238,7 +244,7 @@ def load_static_model(run_dir: Path) -> GaussianModel:
     return GaussianModel(load_checkpoint(path)["model"])
 
 
-def required_weights(cfg: DictConfig) -> list[PretrainedModel]:
+def check(cfg: DictConfig) -> list[PretrainedModel]:
     return prior_weights(cfg.dynamic, NAME)
 
 

@@ -12,17 +12,20 @@ from omegaconf import DictConfig
 
 from ..checkpoint import mark_done
 from ..data.driving import load_driving_frames, save_keypoints
-from ..data.inputs import oracle_sample
+from ..data.inputs import check_source, synthetic_sample
+from ..pretrained import PretrainedModel
 
 NAME = "keypoints"
 
 
-def required_weights(cfg: DictConfig) -> list:
-    return []  # the oracle source reads ground truth
+def check(cfg: DictConfig) -> list[PretrainedModel]:
+    check_source(cfg, NAME, ("oracle",))
+    return []
 
 
 def run(cfg: DictConfig, run_dir: Path, device: torch.device) -> None:
-    sample = oracle_sample(cfg, run_dir, NAME)
+    check_source(cfg, NAME, ("oracle",))
+    sample = synthetic_sample(cfg, run_dir)
     stage_dir = run_dir / NAME
     frames = load_driving_frames(run_dir)
     save_keypoints(stage_dir, sample.support_keypoints, sample.keypoints, sample.joint_names, frames, cfg.video.fps)

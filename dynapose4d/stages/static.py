@@ -132,7 +132,7 @@ class StaticTrainer:
             group["lr"] = lr.means * (lr.means_final / lr.means) ** progress
 
 
-def required_weights(cfg: DictConfig) -> list[PretrainedModel]:
+def check(cfg: DictConfig) -> list[PretrainedModel]:
     return prior_weights(cfg.static, NAME)
 
 
