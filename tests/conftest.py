@@ -118,3 +118,14 @@ def offline_hub(monkeypatch, tmp_path):
 
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "empty-hub-cache"))
+
+
+@pytest.fixture(scope="session")
+def tiny_cape_checkpoint(tmp_path_factory) -> Path:
+    """A randomly initialised PoseAnything (Tiny) saved like the official mmcv checkpoints."""
+    from dynapose4d.priors.cape import build_cape
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("cape") / "poseanything-tiny-random.pth"
+    torch.save({"state_dict": build_cape("tiny").state_dict(), "meta": {"epoch": 0}}, path)
+    return path

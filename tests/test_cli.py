@@ -25,6 +25,14 @@ TINY_REAL = [
     "stages=[static]",
 ]
 
+# Static, then video, then dynamic without KML (no keypoints stage needed), all tiny.
+TINY_4D = [
+    "image_size=48", "static.prior=none", "static.iterations=3", "static.num_points=200", "static.render_size=48",
+    "static.orbit_views=2", "stages=[static,video,dynamic]", "loss.kml.weight=0", "dynamic.iterations=2",
+    "dynamic.batch_size=2", "dynamic.render_size=48", "dynamic.orbit_frames=2", "dynamic.checkpoint_every=1",
+    "deformation.resolution=[16,16,16,2]",
+]  # fmt: skip
+
 
 def train(*overrides: str, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
@@ -155,3 +163,20 @@ def test_oracle_stages_with_a_real_image_say_what_they_need(tmp_path):
     result = train(f"image={image}", output, *TINY_REAL, "stages=[static,video]", "video=oracle", cwd=tmp_path)
     assert_clean_error(result, "video.source=oracle needs ground truth")
     assert not (tmp_path / "out").exists()  # caught before anything ran
+
+
+def test_one_command_runs_all_four_stages_on_a_real_image(
+    tmp_path, tiny_zero123_dir, tiny_svd_dir, tiny_cape_checkpoint
+):
+    """`train.py image=...` with every model swapped for tiny random weights in its real format."""
+    image = write_rgba(tmp_path / "box.png")
+    models = [
+        "static.prior=zero123", f"static.model={tiny_zero123_dir}", "static.batch_size=2",
+        f"video.model={tiny_svd_dir}", "video.num_frames=2", "video.steps=2", "video.height=32", "video.width=64",
+        f"keypoints.checkpoint={tiny_cape_checkpoint}", "keypoints.num_keypoints=4",
+    ]  # fmt: skip
+    everything = [*TINY_4D, "stages=[static,video,keypoints,dynamic]", "loss.kml.weight=1"]
+    result = train(f"image={image}", f"run_dir={tmp_path / 'run'}", *everything, *models, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert all((tmp_path / "run" / stage / "DONE").exists() for stage in ("static", "video", "keypoints", "dynamic"))
+    assert "sds=" in result.stderr  # the dynamic stage's novel views were scored by Zero123

@@ -4,19 +4,11 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from test_cli import assert_clean_error, train, write_rgba
+from test_cli import TINY_4D, assert_clean_error, train, write_rgba
 
 from dynapose4d.cli import expand_shortcuts
 from dynapose4d.data.image import key_out_background
 from dynapose4d.export import load_png
-
-# Static, then video, then dynamic without KML (no keypoints stage needed), all tiny.
-TINY_4D = [
-    "image_size=48", "static.prior=none", "static.iterations=3", "static.num_points=200", "static.render_size=48",
-    "static.orbit_views=2", "stages=[static,video,dynamic]", "loss.kml.weight=0", "dynamic.iterations=2",
-    "dynamic.batch_size=2", "dynamic.render_size=48", "dynamic.orbit_frames=2", "dynamic.checkpoint_every=1",
-    "deformation.resolution=[16,16,16,2]",
-]  # fmt: skip
 
 
 def test_video_shortcut_names_a_clip_unless_it_names_a_video_config():

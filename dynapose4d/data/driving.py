@@ -7,8 +7,9 @@ from pathlib import Path
 import torch
 
 from ..errors import DynaPoseError
-from ..export import load_png, save_png, write_video
+from ..export import load_png, save_png, to_uint8, write_video
 from .image import composite
+from .support import SupportKeypoints, load_support, save_support
 
 MARKER_RADIUS = 2  # pixels, for the overlay video
 
@@ -31,44 +32,47 @@ def load_driving_frames(run_dir: Path) -> torch.Tensor:
 
 def save_keypoints(
     stage_dir: Path,
-    support: torch.Tensor,  # [N, 2] on the input image
+    support: SupportKeypoints,  # on the input image
     keypoints: torch.Tensor,  # [T, N, 2] on the driving frames
-    names: list[str],
     frames: torch.Tensor,  # [T, H, W, 4] for the overlay
     fps: float,
 ) -> None:
-    """support.json, keypoints.json (pixel coordinates, x right, y down) and overlay.mp4."""
+    """support.json (the support format), keypoints.json (pixels, x right, y down) and overlay.mp4."""
     stage_dir.mkdir(parents=True, exist_ok=True)
+    save_support(stage_dir / "support.json", support)
     size = list(frames.shape[1:3])
-    (stage_dir / "support.json").write_text(
-        json.dumps({"names": names, "image_size": size, "keypoints": support.tolist()})
-    )
     (stage_dir / "keypoints.json").write_text(
-        json.dumps({"names": names, "image_size": size, "keypoints": keypoints.tolist()})
+        json.dumps({"names": support.names, "image_size": size, "keypoints": keypoints.tolist()})
     )
-    write_video(stage_dir / "overlay.mp4", draw_keypoints(_on_white(frames), keypoints), fps=fps)
+    overlay = draw_keypoints(_on_white(frames), keypoints, support.skeleton)
+    write_video(stage_dir / "overlay.mp4", overlay, fps=fps)
 
 
-def load_keypoints(run_dir: Path) -> tuple[torch.Tensor, torch.Tensor]:
-    """(support [N, 2], per-frame keypoints [T, N, 2]) written by the keypoints stage."""
+def load_keypoints(run_dir: Path) -> tuple[SupportKeypoints, torch.Tensor]:
+    """(support keypoints, per-frame keypoints [T, N, 2]) written by the keypoints stage."""
     directory = run_dir / "keypoints"
     if not (directory / "keypoints.json").exists():
         raise DynaPoseError(f"no keypoints in {directory}: run the keypoints stage first")
-    support = json.loads((directory / "support.json").read_text())["keypoints"]
+    data = json.loads((directory / "support.json").read_text())
+    support = load_support(directory / "support.json", tuple(data["image_size"]))
     keypoints = json.loads((directory / "keypoints.json").read_text())["keypoints"]
-    return torch.tensor(support), torch.tensor(keypoints)
+    return support, torch.tensor(keypoints)
 
 
-def draw_keypoints(frames: torch.Tensor, keypoints: torch.Tensor) -> torch.Tensor:
-    """Red square markers at keypoints [T, N, 2] on RGB frames [T, H, W, 3]."""
-    frames = frames.clone()
-    height, width = frames.shape[1:3]
-    for frame, points in zip(frames, keypoints):
-        for x, y in points.floor().long().tolist():
-            rows = slice(max(y - MARKER_RADIUS, 0), min(y + MARKER_RADIUS + 1, height))
-            cols = slice(max(x - MARKER_RADIUS, 0), min(x + MARKER_RADIUS + 1, width))
-            frame[rows, cols] = torch.tensor([1.0, 0.0, 0.0])
-    return frames
+def draw_keypoints(frames: torch.Tensor, keypoints: torch.Tensor, skeleton: list[tuple[int, int]] = ()) -> torch.Tensor:
+    """Green skeleton lines and red square markers of keypoints [T, N, 2] on RGB frames [T, H, W, 3]."""
+    import cv2
+
+    drawn = []
+    for frame, points in zip(to_uint8(frames), keypoints.floor().long().tolist()):
+        canvas = frame.copy()
+        for i, j in skeleton:
+            cv2.line(canvas, tuple(points[i]), tuple(points[j]), (0, 200, 0), 1, cv2.LINE_AA)
+        for x, y in points:
+            corner = MARKER_RADIUS
+            cv2.rectangle(canvas, (x - corner, y - corner), (x + corner, y + corner), (255, 0, 0), -1)
+        drawn.append(torch.from_numpy(canvas).float() / 255)
+    return torch.stack(drawn)
 
 
 def _on_white(frames: torch.Tensor) -> torch.Tensor:

@@ -34,6 +34,7 @@ from ..metrics import update_metrics_file
 from ..pretrained import PretrainedModel
 from ..priors import ViewBatch, build_prior, prior_weights
 from ..render import rasterize
+from .keypoints import load_detector
 from .loop import run_training
 from .outputs import ORBIT_ELEVATION, render_views
 
@@ -100,13 +101,15 @@ class DynamicTrainer:
         """Driving keypoints at render size, and the lifted support points or the detector KML compares them to."""
         support, keypoints = load_keypoints(run_dir)
         self.keypoints = (keypoints * scale).to(self.device)  # [T, N, 2]
-        support = (support * scale).to(self.device)  # [N, 2]
+        points = (support.points * self.settings.render_size / support.image_size[1]).to(self.device)  # [N, 2]
         if self.cfg.loss.kml.mode == "lift":
-            self.lifted_keypoints = self._lift(support)  # [N, 3]
+            self.lifted_keypoints = self._lift(points)  # [N, 3]
+        elif self.cfg.keypoints.source == "poseanything":  # the model that found the driving keypoints
+            self.detector = load_detector(self.cfg, run_dir, support, self.device)
         else:
             size = self.settings.render_size
             reference = composite(resize_square(load_reference(run_dir), size).to(self.device), self.background)
-            self.detector = TemplateMatchingDetector(reference, support)
+            self.detector = TemplateMatchingDetector(reference, points)
 
     @torch.no_grad()
     def _lift(self, support: torch.Tensor) -> torch.Tensor:

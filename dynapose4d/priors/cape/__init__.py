@@ -12,6 +12,7 @@ on query images of the same category. It loads the official Small/Tiny checkpoin
     keypoints = query_frame.to_image(model.predict(queries, state) * NETWORK_SIZE)  # [B, K, 2] pixels
 """
 
+from .detector import CapeDetector
 from .model import (
     SIZES,
     CapeModel,
@@ -25,6 +26,7 @@ from .preprocess import HEATMAP_SIZE, NETWORK_SIZE, PadResize, resize_pad, suppo
 from .transformer import adjacency_from_skeleton
 
 __all__ = [
+    "CapeDetector",
     "HEATMAP_SIZE",
     "NETWORK_SIZE",
     "SIZES",

@@ -1,0 +1,102 @@
+"""The keypoints stage with PoseAnything (tiny random weights in the official checkpoint format)."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import TINY_SYNTHETIC, compose_config, local_weights
+
+from dynapose4d.data.support import SupportKeypoints, load_support, save_support
+from dynapose4d.data.synthetic import build_sample, make_subject
+from dynapose4d.errors import DynaPoseError
+from dynapose4d.pipeline import run
+from dynapose4d.priors.cape import CapeDetector, build_cape, load_cape_checkpoint
+from dynapose4d.stages import dynamic
+from dynapose4d.stages.keypoints import poseanything_weights
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def poseanything(checkpoint, tmp_path, *extra):
+    return compose_config(
+        [*TINY_SYNTHETIC, f"output_dir={tmp_path / 'out'}", "keypoints=poseanything",
+         f"keypoints.checkpoint={checkpoint}", "keypoints.num_keypoints=6", *extra]
+    )  # fmt: skip
+
+
+def test_keypoints_for_every_frame_with_automatic_support(tiny_cape_checkpoint, tmp_path):
+    run_dir = run(poseanything(tiny_cape_checkpoint, tmp_path, "stages=[video,keypoints]"))
+    keypoints = torch.tensor(json.loads((run_dir / "keypoints" / "keypoints.json").read_text())["keypoints"])
+    assert keypoints.shape == (2, 6, 2) and torch.isfinite(keypoints).all()
+    support = load_support(run_dir / "keypoints" / "support.json", (48, 48))
+    assert len(support.points) == 6 and len(support.skeleton) == 5  # a spanning tree
+    assert (run_dir / "keypoints" / "overlay.mp4").stat().st_size > 0
+
+
+def test_a_user_support_file_sets_the_keypoints_and_their_names(tiny_cape_checkpoint, tmp_path):
+    points = torch.tensor([[20.5, 24.5], [26.5, 22.5], [30.5, 28.5]])
+    support = SupportKeypoints(points, [(0, 1), (1, 2)], ["head", "back", "tail"], (48, 48))
+    save_support(tmp_path / "support.json", support)
+    config = poseanything(
+        tiny_cape_checkpoint, tmp_path, "stages=[video,keypoints]", f"keypoints.support={tmp_path / 'support.json'}"
+    )
+    run_dir = run(config)
+    written = json.loads((run_dir / "keypoints" / "keypoints.json").read_text())
+    assert written["names"] == ["head", "back", "tail"] and torch.tensor(written["keypoints"]).shape == (2, 3, 2)
+
+
+def test_kml_on_rendered_frames_uses_poseanything_end_to_end(tiny_cape_checkpoint, tmp_path):
+    config = poseanything(tiny_cape_checkpoint, tmp_path, "loss.kml.mode=render", "dynamic.iterations=2")
+    run_dir = run(config)
+    assert (run_dir / "dynamic" / "DONE").exists()
+    assert isinstance(dynamic.DynamicTrainer(config, run_dir, torch.device("cpu")).detector, CapeDetector)
+
+
+def test_the_detector_is_differentiable_with_respect_to_the_frames():
+    torch.manual_seed(0)
+    sample = build_sample(make_subject("quadruped", num_frames=2, seed=0, num_gaussians=300), resolution=48)
+    detector = CapeDetector(build_cape("tiny"), sample.image[..., :3], sample.support_keypoints[:4], [(0, 1), (1, 2)])
+    frames = sample.driving_video[..., :3].clone().requires_grad_(True)
+    keypoints = detector(frames)
+    assert keypoints.shape == (2, 4, 2)
+    keypoints.sum().backward()
+    assert torch.isfinite(frames.grad).all() and frames.grad.abs().sum() > 0
+
+
+def test_a_missing_checkpoint_is_reported_before_the_run_starts(tmp_path):
+    with pytest.raises(DynaPoseError) as error:
+        run(compose_config([*TINY_SYNTHETIC, f"output_dir={tmp_path / 'out'}", "keypoints=poseanything"]))
+    assert "keypoints.checkpoint=" in str(error.value) and "drive.google.com" in str(error.value)
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_template_script_writes_an_editable_support_file(tmp_path):
+    sample = build_sample(make_subject("biped", num_frames=1, seed=0, num_gaussians=300), resolution=64)
+    from dynapose4d.export import save_png
+
+    save_png(tmp_path / "biped.png", sample.image)
+    command = [sys.executable, str(ROOT / "scripts" / "support_template.py"), str(tmp_path / "biped.png"),
+               str(tmp_path / "support.json"), "--count", "5", "--size", "64"]  # fmt: skip
+    subprocess.run(command, check=True, capture_output=True)
+    assert len(load_support(tmp_path / "support.json", (64, 64)).points) == 5
+    assert (tmp_path / "support.png").exists()
+
+
+@pytest.mark.weights
+def test_official_checkpoint_follows_a_shifted_copy_of_the_support_image():
+    """The known pair: the synthetic quadruped and the same render moved 12 px right; keypoints move with it."""
+    checkpoint = local_weights(poseanything_weights(os.environ.get("DYNAPOSE4D_POSEANYTHING")))
+    sample = build_sample(make_subject("quadruped", num_frames=1, seed=0, num_gaussians=4000), resolution=256)
+    image = sample.image[..., :3] * sample.image[..., 3:] + (1 - sample.image[..., 3:])  # on white
+    shifted = torch.ones_like(image)
+    shifted[:, 12:] = image[:, :-12]
+    bones = [(parent, joint) for joint, parent in enumerate(sample.parents) if joint > 0]
+    detector = CapeDetector(load_cape_checkpoint(checkpoint), image, sample.support_keypoints, bones)
+    predicted = detector.detect(torch.stack([image, shifted]), batch_size=2)
+    expected = torch.stack([sample.support_keypoints, sample.support_keypoints + torch.tensor([12.0, 0.0])])
+    errors = (predicted - expected).norm(dim=-1)  # [2, 14] pixels
+    assert (errors < 0.1 * 256).float().mean() >= 0.8  # PCK@0.1 of the image size
