@@ -1,0 +1,126 @@
+"""Fréchet Video Distance: the Fréchet distance between Gaussians fitted to I3D features of
+real and generated videos.
+
+Detector: StyleGAN-V's torchscript I3D (`i3d_torchscript.pt`, Kinetics-400), called as
+    i3d(videos, rescale=False, resize=False, return_features=True) -> [N, 400]
+with videos [N, 3, T, 224, 224] float in [-1, 1]; with those flags it neither rescales nor resizes,
+and returns the 400-d features before the softmax (as in StyleGAN-V and common_metrics_on_video_quality).
+Preprocessing follows Consistent4D's compute_fvd.py: each channel of each frame resized to
+224x224 with PIL bicubic (float mode), then x / 127.5 - 1. The real I3D needs about 10+ frames;
+Consistent4D clips have 32.
+
+Pooling. compute_fvd.py fits a Gaussian to the single feature vector of one view's video, whose
+covariance is undefined (np.cov of one sample is NaN), so its per-view FVD cannot be reproduced.
+Here the real set is the I3D features of every ground-truth view video of every scored object
+(4 views x 7 objects = 28 videos for the full benchmark) and the generated set the matching
+renders; each set gets its mean and unbiased covariance (np.cov, ddof=1, as compute_fvd.py) and
+FVD is the distance between the two. One number per benchmark run, not per object.
+"""
+
+import warnings
+
+import numpy as np
+import torch
+from PIL import Image
+
+from ..errors import DynaPoseError
+from ..pretrained import PretrainedModel, resolve_pretrained
+from .frames import to_uint8
+
+I3D_DOWNLOAD = "https://www.dropbox.com/s/ge9e5ujwgetktms/i3d_torchscript.pt?dl=1"
+I3D_SIZE = 224
+
+
+def i3d_weights(path: str | None) -> PretrainedModel:
+    return PretrainedModel(
+        name="I3D (Kinetics-400, StyleGAN-V torchscript)",
+        location=path,
+        config_key="eval.fvd_i3d",
+        licence="Apache-2.0 (DeepMind kinetics-i3d)",
+        download=I3D_DOWNLOAD,
+    )
+
+
+def load_i3d(path: str | None, device="cpu") -> torch.jit.ScriptModule:
+    """The torchscript I3D at `path` (DynaPoseError saying where to get it when absent)."""
+    path = resolve_pretrained(i3d_weights(path))
+    with warnings.catch_warnings():  # torch.jit.load is deprecated, but the published I3D exists only as torchscript
+        warnings.simplefilter("ignore", FutureWarning)
+        return torch.jit.load(str(path), map_location=device).eval()
+
+
+def i3d_input(video: torch.Tensor) -> torch.Tensor:
+    """Video [T, H, W, 3] in [0, 1] -> I3D input [3, T, 224, 224] in [-1, 1] (compute_fvd.py's preprocessing)."""
+    pixels = to_uint8(video).astype(np.float32)  # [T, H, W, 3], 0..255 as read from PNG
+    resized = [
+        [np.asarray(_resize_channel(frame[..., channel])) for channel in range(3)] for frame in pixels
+    ]  # [T][3] arrays [224, 224]
+    return torch.from_numpy(np.asarray(resized)).permute(1, 0, 2, 3) / 127.5 - 1
+
+
+def _resize_channel(channel: np.ndarray) -> Image.Image:
+    image = Image.fromarray(np.ascontiguousarray(channel))  # mode "F": no 8-bit rounding after resizing
+    return image.resize((I3D_SIZE, I3D_SIZE), Image.Resampling.BICUBIC)
+
+
+def i3d_features(i3d, videos: torch.Tensor) -> np.ndarray:
+    """I3D features [N, D] of videos [N, T, H, W, 3] in [0, 1]."""
+    device = next(iter(i3d.parameters()), torch.empty(0)).device
+    batch = torch.stack([i3d_input(video) for video in videos]).to(device)  # [N, 3, T, 224, 224]
+    with torch.no_grad():
+        return i3d(batch, rescale=False, resize=False, return_features=True).double().cpu().numpy()
+
+
+def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray) -> float:
+    """|mu1 - mu2|^2 + tr(sigma1 + sigma2 - 2 (sigma1 sigma2)^(1/2)) of two Gaussians.
+
+    tr (sigma1 sigma2)^(1/2) is the sum of the square roots of the eigenvalues of
+    sigma1^(1/2) sigma2 sigma1^(1/2), a symmetric positive semi-definite matrix with the same
+    spectrum, so two symmetric eigendecompositions suffice. Unlike scipy.linalg.sqrtm on the
+    non-symmetric product, this stays real and stable for the rank-deficient covariances of a few
+    dozen videos in 400 dimensions.
+    """
+    mu1, mu2 = np.atleast_1d(np.asarray(mu1, np.float64)), np.atleast_1d(np.asarray(mu2, np.float64))
+    sigma1, sigma2 = np.atleast_2d(np.asarray(sigma1, np.float64)), np.atleast_2d(np.asarray(sigma2, np.float64))
+    if not all(np.isfinite(array).all() for array in (mu1, sigma1, mu2, sigma2)):
+        # scipy's sqrtm hangs on the NaN covariance of a single video; fail at once instead
+        raise DynaPoseError("Fréchet distance of non-finite statistics (a covariance of fewer than two videos?)")
+    root1 = _psd_sqrt(sigma1)
+    eigenvalues = np.linalg.eigvalsh(root1 @ sigma2 @ root1)
+    trace_sqrt = np.sqrt(np.clip(eigenvalues, 0, None)).sum()
+    difference = mu1 - mu2
+    return float(difference @ difference + np.trace(sigma1) + np.trace(sigma2) - 2 * trace_sqrt)
+
+
+def _psd_sqrt(matrix: np.ndarray) -> np.ndarray:
+    """Symmetric square root of a covariance; tiny negative eigenvalues (round-off) count as 0."""
+    eigenvalues, eigenvectors = np.linalg.eigh((matrix + matrix.T) / 2)
+    return (eigenvectors * np.sqrt(np.clip(eigenvalues, 0, None))) @ eigenvectors.T
+
+
+def fvd_from_features(real: np.ndarray, generated: np.ndarray) -> float:
+    """FVD of feature sets [N, D] and [M, D] (N, M >= 2: a covariance needs two samples)."""
+    if len(real) < 2 or len(generated) < 2:
+        raise DynaPoseError(
+            f"FVD needs at least two videos on each side (got {len(real)} real, {len(generated)} generated)"
+        )
+    return frechet_distance(
+        real.mean(0), np.cov(real, rowvar=False), generated.mean(0), np.cov(generated, rowvar=False)
+    )
+
+
+class FVDPool:
+    """I3D features of real and generated videos, gathered over every view of every scored object."""
+
+    def __init__(self, i3d):
+        self.i3d = i3d
+        self.real: list[np.ndarray] = []  # each [V, D]
+        self.generated: list[np.ndarray] = []
+
+    def add(self, real: torch.Tensor, generated: torch.Tensor) -> None:
+        """Add one object's view videos, real and generated [V, T, H, W, 3] in [0, 1]."""
+        self.real.append(i3d_features(self.i3d, real))
+        self.generated.append(i3d_features(self.i3d, generated))
+
+    def compute(self) -> float:
+        return fvd_from_features(np.concatenate(self.real), np.concatenate(self.generated))

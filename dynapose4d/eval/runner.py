@@ -1,0 +1,110 @@
+"""`scripts/eval.py`: score renders, or our runs rendered at the evaluation views, on one benchmark.
+
+  consistent4d  renders in the ground-truth layout (`pred_root`), or one run per object under
+                `runs_root/<object>/`, against `gt_root/<object>/eval_{v}/{t}.png`;
+  animate124    one run per case under `runs_root/<case>/`: CLIP similarity to the input image;
+  synthetic     one `experiment=synthetic` run (`run_dir`) against its own ground truth.
+Writes metrics.json, scores.csv, table.md and scores.png into `output_dir`.
+"""
+
+import logging
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig
+
+from ..data.synthetic import load_sample
+from ..errors import DynaPoseError
+from .fvd import FVDPool
+from .layouts import animate124_cases, consistent4d_objects, load_animate124_image, save_view_frames
+from .report import write_report
+from .runs import WHITE, latest_finished_run, render_run
+from .scoring import score_animate124, score_consistent4d, score_consistent4d_folders, summarize_consistent4d
+from .suite import MetricSuite
+
+log = logging.getLogger(__name__)
+BENCHMARKS = ("consistent4d", "animate124", "synthetic")
+
+
+def evaluate(cfg: DictConfig) -> Path:
+    """Score `cfg.benchmark` and write the report; returns its directory."""
+    if cfg.benchmark not in BENCHMARKS:
+        raise DynaPoseError(f"benchmark must be one of {', '.join(BENCHMARKS)}, got {cfg.benchmark!r}")
+    source = cfg.run_dir if cfg.benchmark == "synthetic" else (cfg.pred_root or cfg.runs_root)
+    if source is None:
+        raise DynaPoseError(_WHAT_TO_PASS[cfg.benchmark])
+    output_dir = Path(cfg.output_dir or Path(source) / f"eval_{cfg.benchmark}")
+    device = torch.device(cfg.device if cfg.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
+    suite = MetricSuite.build(cfg.lpips_net, cfg.clip_model, cfg.fvd_i3d, device, cfg.local_only)
+    for metric, reason in suite.skipped.items():
+        log.info("eval: %s skipped: %s", metric, reason)
+    result = _SCORERS[cfg.benchmark](cfg, suite, output_dir, device)
+    write_report(result, output_dir, f"{cfg.benchmark}: {source}")
+    return output_dir
+
+
+def _consistent4d(cfg: DictConfig, suite: MetricSuite, output_dir: Path, device: torch.device) -> dict:
+    if cfg.gt_root is None:
+        raise DynaPoseError("benchmark=consistent4d needs gt_root=path/to/eval_gt (the benchmark's ground truth)")
+    pred_root = cfg.pred_root
+    if pred_root is None:  # render each object's run into the ground-truth layout first
+        pred_root = output_dir / "renders"
+        for name in consistent4d_objects(cfg.gt_root):
+            run_dir = latest_finished_run(Path(cfg.runs_root) / name)
+            log.info("eval: rendering %s at the evaluation views", run_dir)
+            save_view_frames(pred_root / name, _render(cfg, run_dir, device))
+    return score_consistent4d_folders(cfg.gt_root, pred_root, suite, cfg.size)
+
+
+def _animate124(cfg: DictConfig, suite: MetricSuite, output_dir: Path, device: torch.device) -> dict:
+    if cfg.gt_root is None:
+        raise DynaPoseError("benchmark=animate124 needs gt_root=path/to/animate124/benchmark (its image folders)")
+    objects = {}
+    for case in animate124_cases(cfg.gt_root):
+        renders = _render(cfg, latest_finished_run(Path(cfg.runs_root) / case.name), device)
+        objects[case.name] = score_animate124(renders, load_animate124_image(case), suite)
+    clip_means = {name: scores["clip"]["mean"] for name, scores in objects.items() if "mean" in scores["clip"]}
+    summary = {"clip": {"mean": sum(clip_means.values()) / len(clip_means), "per_object": clip_means}}
+    return {"objects": objects, "summary": summary if clip_means else {"clip": suite.skip_entry("clip")}}
+
+
+def _synthetic(cfg: DictConfig, suite: MetricSuite, output_dir: Path, device: torch.device) -> dict:
+    run_dir = latest_finished_run(Path(cfg.run_dir))
+    sample_dir = run_dir / "input" / "synthetic"
+    if not sample_dir.is_dir():
+        raise DynaPoseError(
+            f"{run_dir} has no synthetic ground truth: benchmark=synthetic scores experiment=synthetic runs"
+        )
+    sample = load_sample(sample_dir)
+    renders = sample.eval_renders.transpose(0, 1)  # [V, T, H, W, 4]
+    truth = renders[..., :3] * renders[..., 3:] + WHITE * (1 - renders[..., 3:])  # [V, T, H, W, 3] on white
+    size = sample.image.shape[0]
+    pred = render_run(
+        run_dir, sample.eval_elevations.tolist(), sample.eval_azimuths.tolist(), cfg.views.radius, cfg.views.fovy,
+        size, cfg.backend, device,
+    )  # fmt: skip
+    pool = FVDPool(suite.i3d) if suite.i3d is not None else None
+    name = run_dir.parent.name
+    per_object = {name: score_consistent4d(pred, truth, suite, size, pool)}
+    return {"objects": per_object, "summary": summarize_consistent4d(per_object, suite, pool)}
+
+
+def _render(cfg: DictConfig, run_dir: Path, device: torch.device) -> torch.Tensor:
+    views = cfg.views
+    if views.azimuths is None:
+        raise DynaPoseError(
+            "views.azimuths is not set: the benchmark does not publish its evaluation cameras; give the azimuths "
+            "(degrees, 0 = the input view) that match your ground truth, e.g. views.azimuths=[0,90,180,270]"
+        )
+    elevations = [float(views.elevation)] * len(views.azimuths)
+    return render_run(
+        run_dir, elevations, list(views.azimuths), views.radius, views.fovy, cfg.size, cfg.backend, device
+    )
+
+
+_SCORERS = {"consistent4d": _consistent4d, "animate124": _animate124, "synthetic": _synthetic}
+_WHAT_TO_PASS = {
+    "consistent4d": "benchmark=consistent4d needs pred_root=<renders in the eval_gt layout> or runs_root=<our runs>",
+    "animate124": "benchmark=animate124 needs runs_root=<our runs, one per case>",
+    "synthetic": "benchmark=synthetic needs run_dir=<an experiment=synthetic run>",
+}
