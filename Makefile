@@ -10,7 +10,7 @@ TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 $(STAMP): pyproject.toml Makefile
 	python3 -m venv $(VENV)
 	$(PYTHON) -m pip install --quiet $(TORCH_PINS)
-	$(PYTHON) -m pip install --quiet $(TORCH_PINS) -e ".[dev]"
+	$(PYTHON) -m pip install --quiet $(TORCH_PINS) -e ".[dev,launchers]"
 	touch $(STAMP)
 
 install: $(STAMP)
