@@ -8,7 +8,7 @@ import torch
 
 from ..errors import DynaPoseError
 from ..export import load_png, save_png, to_uint8, write_video
-from .image import composite
+from .image import WHITE, composite
 from .support import SupportKeypoints, load_support, save_support
 
 MARKER_RADIUS = 2  # pixels, for the overlay video
@@ -76,4 +76,4 @@ def draw_keypoints(frames: torch.Tensor, keypoints: torch.Tensor, skeleton: list
 
 
 def _on_white(frames: torch.Tensor) -> torch.Tensor:
-    return composite(frames, torch.ones(3))  # [T, H, W, 3]
+    return composite(frames, WHITE)  # [T, H, W, 3]

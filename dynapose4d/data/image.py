@@ -9,6 +9,7 @@ from PIL import Image, UnidentifiedImageError
 from ..errors import DynaPoseError
 
 MIN_FOREGROUND_FRACTION = 1e-3  # below this the "object" is a few stray pixels
+WHITE = torch.ones(3)  # what Zero123, SVD, PoseAnything and the benchmarks composite on
 
 
 def load_reference_image(
@@ -30,9 +31,8 @@ def load_reference_image(
             raise DynaPoseError(
                 f"mask {mask} is {alpha.size[0]}x{alpha.size[1]} but the image is {image.size[0]}x{image.size[1]}"
             )
-        rgba = image.convert("RGB")
-        rgba.putalpha(alpha)
-    elif "A" in image.mode or "transparency" in image.info:
+        rgba = with_mask(image, alpha)
+    elif has_alpha(image):
         rgba = image.convert("RGBA")
     else:
         (rgba,) = remove_background([image.convert("RGB")], path)
@@ -74,6 +74,18 @@ def square_resize(image: Image.Image, size: int) -> Image.Image:
     canvas = Image.new("RGBA", (side, side), (0, 0, 0, 0))
     canvas.paste(image, ((side - image.width) // 2, (side - image.height) // 2))
     return canvas.resize((size, size), Image.Resampling.LANCZOS)
+
+
+def has_alpha(image: Image.Image) -> bool:
+    """Whether the image carries its own mask: an alpha channel, or a palette with a transparent colour."""
+    return "A" in image.mode or "transparency" in image.info
+
+
+def with_mask(image: Image.Image, mask: Image.Image) -> Image.Image:
+    """RGBA: the image's colours with `mask` (white = object) as alpha."""
+    rgba = image.convert("RGB")
+    rgba.putalpha(mask.convert("L"))
+    return rgba
 
 
 def open_image(path: str | Path) -> Image.Image:

@@ -32,7 +32,7 @@ from torch import Tensor
 
 from ..errors import DynaPoseError
 from ..export import atomic_output, save_png, to_uint8
-from .image import composite
+from .image import WHITE, composite
 
 DEFAULT_COUNT = 14  # PoseAnything's setting
 INSET_FRACTION = 0.03  # of sqrt(object area): automatic points keep this far inside the silhouette
@@ -146,7 +146,7 @@ def draw_support(image_rgba: Tensor, support: SupportKeypoints) -> Tensor:
     if (height, width) != tuple(support.image_size):
         raise ValueError(f"support keypoints are on a {support.image_size} image, not {(height, width)}")
     scale = max(1, math.ceil(PREVIEW_MIN_SIDE / min(height, width)))
-    canvas = to_uint8(composite(image_rgba, torch.ones(3)))  # [H, W, 3]
+    canvas = to_uint8(composite(image_rgba, WHITE))  # [H, W, 3]
     canvas = cv2.resize(canvas, (width * scale, height * scale), interpolation=cv2.INTER_CUBIC)
     centres = [(round(x * scale), round(y * scale)) for x, y in support.points.tolist()]
     for i, j in support.skeleton:

@@ -15,7 +15,15 @@ import torch
 from PIL import Image
 
 from ..errors import DynaPoseError
-from .image import MIN_FOREGROUND_FRACTION, open_image, recenter, remove_background, square_resize
+from .image import (
+    MIN_FOREGROUND_FRACTION,
+    has_alpha,
+    open_image,
+    recenter,
+    remove_background,
+    square_resize,
+    with_mask,
+)
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"}
 VIDEO_SUFFIXES = {".mp4", ".mov", ".m4v", ".avi", ".mkv", ".webm", ".gif"}
@@ -45,7 +53,7 @@ def load_video_frames(
         if mask_frames[0].size != frames[0].size:
             (mask_width, mask_height), (width, height) = mask_frames[0].size, frames[0].size
             raise DynaPoseError(f"masks {masks} are {mask_width}x{mask_height} but the frames are {width}x{height}")
-        rgba = [_with_mask(frame, mask) for frame, mask in zip(frames, mask_frames)]
+        rgba = [with_mask(frame, mask) for frame, mask in zip(frames, mask_frames)]
     else:
         rgba = _with_alpha(frames, path)
     pixels = torch.from_numpy(np.stack([np.asarray(frame) for frame in rgba]))  # [F, H, W, 4] uint8
@@ -122,16 +130,10 @@ def _decode_video(path: Path, max_frames: int | None, frame_step: int) -> list[I
     return frames
 
 
-def _with_mask(frame: Image.Image, mask: Image.Image) -> Image.Image:
-    rgba = frame.convert("RGB")
-    rgba.putalpha(mask.convert("L"))
-    return rgba
-
-
 def _with_alpha(frames: list[Image.Image], path: Path) -> list[Image.Image]:
     """RGBA frames: their own alpha, else rembg's cut-out (checked up front, before a slow first frame)."""
-    has_alpha = ["A" in frame.mode or "transparency" in frame.info for frame in frames]
-    if not all(has_alpha):
+    missing = [index for index, frame in enumerate(frames) if not has_alpha(frame)]
+    if missing:
         try:
             import rembg  # noqa: F401
         except ImportError:
@@ -139,7 +141,6 @@ def _with_alpha(frames: list[Image.Image], path: Path) -> list[Image.Image]:
                 f"{path} has frames without an alpha channel: give RGBA frames, or masks=path/to/masks "
                 "(a directory or video of masks, white = object), or install rembg to cut the object out"
             ) from None
-    missing = [index for index, alpha in enumerate(has_alpha) if not alpha]
     cut_out = remove_background([frames[index].convert("RGB") for index in missing], path) if missing else []
     rgba = [frame.convert("RGBA") for frame in frames]
     for index, frame in zip(missing, cut_out):

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ..data.image import has_alpha
 from ..errors import DynaPoseError
 from .frames import from_uint8, to_uint8
 
@@ -30,7 +31,7 @@ def load_frame(path: Path) -> torch.Tensor:
     """One frame [H, W, 3] in [0, 1] on the 8-bit grid; RGBA is composited on white the way
     DreamGaussian4D's add_bg_to_gt.py prepares the ground truth (rgb * a + 255 * (1 - a), rounded)."""
     image = Image.open(path)
-    if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
+    if has_alpha(image):
         rgba = np.asarray(image.convert("RGBA"), dtype=np.float64)
         alpha = rgba[..., 3:] / 255
         return from_uint8(np.round(rgba[..., :3] * alpha + 255 * (1 - alpha)).astype(np.uint8))

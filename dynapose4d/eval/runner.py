@@ -13,12 +13,13 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig
 
+from ..data.image import WHITE, composite
 from ..data.synthetic import load_sample
 from ..errors import DynaPoseError
 from .fvd import FVDPool
 from .layouts import animate124_cases, consistent4d_objects, load_animate124_image, save_view_frames
 from .report import write_report
-from .runs import WHITE, latest_finished_run, render_run
+from .runs import latest_finished_run, render_run
 from .scoring import score_animate124, score_consistent4d, score_consistent4d_folders, summarize_consistent4d
 from .suite import MetricSuite
 
@@ -76,8 +77,7 @@ def _synthetic(cfg: DictConfig, suite: MetricSuite, output_dir: Path, device: to
             f"{run_dir} has no synthetic ground truth: benchmark=synthetic scores experiment=synthetic runs"
         )
     sample = load_sample(sample_dir)
-    renders = sample.eval_renders.transpose(0, 1)  # [V, T, H, W, 4]
-    truth = renders[..., :3] * renders[..., 3:] + WHITE * (1 - renders[..., 3:])  # [V, T, H, W, 3] on white
+    truth = composite(sample.eval_renders.transpose(0, 1), WHITE)  # [V, T, H, W, 3]
     size = sample.image.shape[0]
     pred = render_run(
         run_dir, sample.eval_elevations.tolist(), sample.eval_azimuths.tolist(), cfg.views.radius, cfg.views.fovy,

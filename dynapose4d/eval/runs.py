@@ -5,11 +5,10 @@ from pathlib import Path
 import torch
 
 from ..cameras import orbit_cameras
+from ..data.image import WHITE  # both benchmarks composite on white
 from ..errors import DynaPoseError
 from ..gaussians import GaussianModel
 from ..stages.outputs import render_views
-
-WHITE = torch.ones(3)  # both benchmarks composite on white
 
 
 def latest_finished_run(directory: Path) -> Path:

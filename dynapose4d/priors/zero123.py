@@ -16,11 +16,9 @@ import torch.nn.functional as F
 from PIL import Image
 
 from ..cameras import zero123_camera_vector
-from ..data.image import composite, resize_square
+from ..data.image import WHITE, composite, resize_square
 from . import ViewBatch
 from .zero123_model import Zero123Components
-
-WHITE = torch.ones(3)
 
 
 class Zero123Prior:

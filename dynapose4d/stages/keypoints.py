@@ -17,7 +17,7 @@ from omegaconf import DictConfig
 
 from ..checkpoint import mark_done
 from ..data.driving import load_driving_frames, save_keypoints
-from ..data.image import composite
+from ..data.image import WHITE, composite
 from ..data.inputs import check_source, load_reference, synthetic_sample
 from ..data.support import SupportKeypoints, automatic_support, load_support
 from ..pretrained import PretrainedModel, resolve_pretrained
@@ -25,7 +25,6 @@ from ..pretrained import PretrainedModel, resolve_pretrained
 log = logging.getLogger(__name__)
 NAME = "keypoints"
 SOURCES = ("poseanything", "oracle")
-WHITE = torch.ones(3)
 POSEANYTHING_DOWNLOAD = (
     "the PoseAnything README (github.com/orhir/PoseAnything): the 1-shot Swin 'Small' split-1 model, "
     "https://drive.google.com/file/d/1RT1Q8AMEa1kj6k9ZqrtWIKyuR4Jn4Pqc (1shot-swin_graph_split1.pth)"

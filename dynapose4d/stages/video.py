@@ -18,7 +18,7 @@ from PIL import Image
 
 from ..checkpoint import mark_done
 from ..data.driving import save_driving_frames
-from ..data.image import composite, key_out_background, load_reference_image, remove_background, resize_square
+from ..data.image import WHITE, composite, key_out_background, load_reference_image, remove_background, resize_square
 from ..data.inputs import check_source, load_clip, load_reference, synthetic_sample
 from ..export import to_uint8
 from ..pretrained import PretrainedModel
@@ -26,7 +26,6 @@ from ..pretrained import PretrainedModel
 log = logging.getLogger(__name__)
 NAME = "video"
 SOURCES = ("svd", "file", "oracle")
-WHITE = torch.ones(3)
 
 
 def check(cfg: DictConfig) -> list[PretrainedModel]:
