@@ -9,6 +9,7 @@ import contextlib
 import math
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -58,6 +59,19 @@ def load_png(path: str | os.PathLike) -> torch.Tensor:
     scale = float(np.iinfo(array.dtype).max)
     image = torch.from_numpy(array.astype(np.float32) / scale)
     return image[..., None] if image.ndim == 2 else image
+
+
+def save_png_frames(directory: str | os.PathLike, frames: torch.Tensor) -> None:
+    """Frames [T, H, W, 3|4] as directory/000.png, 001.png, ..."""
+    os.makedirs(directory, exist_ok=True)
+    for index, frame in enumerate(frames):
+        save_png(os.path.join(directory, f"{index:03d}.png"), frame)
+
+
+def load_png_frames(directory: str | os.PathLike) -> torch.Tensor:
+    """The frames [T, H, W, C] that `save_png_frames` wrote, in order (an empty tensor when there are none)."""
+    paths = sorted(Path(directory).glob("*.png"))
+    return torch.stack([load_png(path) for path in paths]) if paths else torch.empty(0)
 
 
 def write_video(path: str | os.PathLike, frames: torch.Tensor | np.ndarray, fps: float = 24.0, crf: int = 18) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 
 from ..errors import DynaPoseError
-from ..export import load_png, save_png, to_uint8, write_video
+from ..export import load_png_frames, save_png_frames, to_uint8, write_video
 from .image import WHITE, composite
 from .support import SupportKeypoints, load_support, save_support
 
@@ -16,18 +16,16 @@ MARKER_RADIUS = 2  # pixels, for the overlay video
 
 def save_driving_frames(stage_dir: Path, frames: torch.Tensor, fps: float) -> None:
     """frames [T, H, W, 4] straight-alpha RGBA -> frames/NNN.png and driving.mp4 (on white)."""
-    (stage_dir / "frames").mkdir(parents=True, exist_ok=True)
-    for index, frame in enumerate(frames):
-        save_png(stage_dir / "frames" / f"{index:03d}.png", frame)
+    save_png_frames(stage_dir / "frames", frames)
     write_video(stage_dir / "driving.mp4", _on_white(frames), fps=fps)
 
 
 def load_driving_frames(run_dir: Path) -> torch.Tensor:
     """The driving video [T, H, W, 4] written by the video stage."""
-    paths = sorted((run_dir / "video" / "frames").glob("*.png"))
-    if not paths:
+    frames = load_png_frames(run_dir / "video" / "frames")
+    if len(frames) == 0:
         raise DynaPoseError(f"no driving frames in {run_dir / 'video' / 'frames'}: run the video stage first")
-    return torch.stack([load_png(path) for path in paths])
+    return frames
 
 
 def save_keypoints(

@@ -7,7 +7,7 @@ from omegaconf import DictConfig
 
 from ..checkpoint import mark_done
 from ..errors import DynaPoseError
-from ..export import load_png, save_png
+from ..export import load_png, load_png_frames, save_png, save_png_frames
 from .image import load_reference_image
 
 BACKGROUNDS = {"white": (1.0, 1.0, 1.0), "black": (0.0, 0.0, 0.0)}
@@ -63,9 +63,7 @@ def write_inputs(inputs: dict, run_dir: Path) -> None:
     directory = input_dir(run_dir)
     directory.mkdir(parents=True, exist_ok=True)
     if "clip" in inputs:
-        (directory / "clip").mkdir(exist_ok=True)
-    for index, frame in enumerate(inputs.get("clip", [])):
-        save_png(directory / "clip" / f"{index:03d}.png", frame)
+        save_png_frames(directory / "clip", inputs["clip"])
     if "sample" in inputs:
         from .synthetic import save_sample
 
@@ -76,7 +74,7 @@ def write_inputs(inputs: dict, run_dir: Path) -> None:
 
 def load_clip(run_dir: Path) -> torch.Tensor:
     """The user's driving clip [F, H, W, 4] written by `write_inputs`."""
-    return torch.stack([load_png(path) for path in sorted((input_dir(run_dir) / "clip").glob("*.png"))])
+    return load_png_frames(input_dir(run_dir) / "clip")
 
 
 def load_reference(run_dir: Path) -> torch.Tensor:

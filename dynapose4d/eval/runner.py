@@ -16,6 +16,7 @@ from omegaconf import DictConfig
 from ..data.image import WHITE, composite
 from ..data.synthetic import load_sample
 from ..errors import DynaPoseError
+from ..pipeline import resolve_device
 from .fvd import FVDPool
 from .layouts import animate124_cases, consistent4d_objects, load_animate124_image, save_view_frames
 from .report import write_report
@@ -35,7 +36,7 @@ def evaluate(cfg: DictConfig) -> Path:
     if source is None:
         raise DynaPoseError(_WHAT_TO_PASS[cfg.benchmark])
     output_dir = Path(cfg.output_dir or Path(source) / f"eval_{cfg.benchmark}")
-    device = torch.device(cfg.device if cfg.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = resolve_device(cfg.device)
     suite = MetricSuite.build(cfg.lpips_net, cfg.clip_model, cfg.fvd_i3d, device, cfg.local_only)
     for metric, reason in suite.skipped.items():
         log.info("eval: %s skipped: %s", metric, reason)
