@@ -1,12 +1,14 @@
 """Stable Video Diffusion speed and memory: one driving video per setting, full-size random weights.
 
-The components have img2vid-xt's architecture (spatio-temporal UNet, temporal-decoder VAE,
-CLIP ViT-H/14) with random weights, so no download or licence is needed and the times are
-the real model's. Each setting generates through `generate_driving_video`, as the video
-stage does: a square video `N` (`--sizes 576`) or, padded DreamGaussian4D-style, generated
-at H x W and cropped back (`--sizes 576x1024`). Reports the median of `--repeats` runs after
-a warm-up and the peak GPU memory (torch.cuda.max_memory_allocated). Needs a CUDA GPU; run
-with `python benchmarks/svd_speed.py`.
+The components have the architecture of img2vid and img2vid-xt, which share it (spatio-temporal
+UNet, temporal-decoder VAE, CLIP ViT-H/14), with random weights, so no download or licence is
+needed and the times are the real model's. Each setting generates through
+`generate_driving_video`, as the video stage does: a square video `N` (`--sizes 512`, the
+default, DreamGaussian4D's) or, padded like gen_vid.py's optional branch, generated at H x W
+and cropped back (`--sizes 576x1024`). `--decode-chunks all` decodes every frame at once (the
+default); a number decodes that many at a time (less memory). Reports the median of
+`--repeats` runs after a warm-up and the peak GPU memory (torch.cuda.max_memory_allocated).
+Needs a CUDA GPU; run with `python benchmarks/svd_speed.py`.
 """
 
 import argparse
@@ -34,6 +36,15 @@ def parse_size(text: str) -> tuple[int, int | None]:
     return int(match[1]), int(match[2]) if match[2] else None
 
 
+def parse_chunk(text: str) -> int | None:
+    """'all' -> None (every frame at once, the video stage's default); '2' -> 2 frames at a time."""
+    if text == "all":
+        return None
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected 'all' or a positive number of frames, got {text!r}")
+    return int(text)
+
+
 def time_once(pipe, image: torch.Tensor, settings: dict) -> float:
     torch.cuda.synchronize()
     start = time.perf_counter()
@@ -44,9 +55,9 @@ def time_once(pipe, image: torch.Tensor, settings: dict) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--frames", type=int, nargs="+", default=[14, 25])
-    parser.add_argument("--sizes", type=parse_size, nargs="+", default=[(576, None), (576, 1024)])
-    parser.add_argument("--decode-chunks", type=int, nargs="+", default=[2, 8])
+    parser.add_argument("--frames", type=int, nargs="+", default=[14])
+    parser.add_argument("--sizes", type=parse_size, nargs="+", default=[(512, None), (576, 1024)])
+    parser.add_argument("--decode-chunks", type=parse_chunk, nargs="+", default=[None, 2])
     parser.add_argument("--steps", type=int, default=25)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--cpu-offload", action="store_true", help="enable_model_cpu_offload (saves memory)")
@@ -82,7 +93,8 @@ def main() -> None:
                 peak = torch.cuda.max_memory_allocated() / GIB
                 shape = f"{height}x{width}" if width else f"{height}²"
                 median, best = statistics.median(times), min(times)
-                print(f"| {frames} | {shape} | {chunk} | {median:.2f} | {best:.2f} | {peak:.2f} |", flush=True)
+                chunk_text = "all" if chunk is None else chunk
+                print(f"| {frames} | {shape} | {chunk_text} | {median:.2f} | {best:.2f} | {peak:.2f} |", flush=True)
 
 
 if __name__ == "__main__":

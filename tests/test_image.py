@@ -59,8 +59,66 @@ def test_mask_of_another_size_is_refused(tmp_path):
         load_reference_image(image, 64, mask=mask)
 
 
+class FakeRembgSession:
+    """Stands in for rembg's U²-Net session (whose model tests cannot download): the left half is the object."""
+
+    def __init__(self):
+        self.images = 0
+
+    def predict(self, image, *args, **kwargs):
+        self.images += 1
+        mask = np.zeros((image.height, image.width), dtype=np.uint8)
+        mask[:, : image.width // 2] = 255
+        return [Image.fromarray(mask, "L")]
+
+
+def fake_rembg(monkeypatch, module: str = "dynapose4d.data.image") -> list[FakeRembgSession]:
+    """Make `module`'s rembg_session hand out fakes; the list holds each one made."""
+    sessions = []
+
+    def new_session():
+        sessions.append(FakeRembgSession())
+        return sessions[-1]
+
+    monkeypatch.setattr(f"{module}.rembg_session", new_session)
+    return sessions
+
+
+def rembg_offline(monkeypatch, home) -> str:
+    """rembg installed, its model never downloaded into `home`, and no network; its model directory."""
+    import pooch
+    import requests
+
+    monkeypatch.setenv("U2NET_HOME", str(home))  # both of rembg's model directories are under it
+
+    def no_network(url, *args, **kwargs):
+        raise requests.exceptions.ConnectionError(f"cannot reach {url}")
+
+    monkeypatch.setattr(pooch, "retrieve", no_network)  # where rembg downloads its model
+    return str(home / "models" / "u2net")
+
+
+def test_rgb_without_a_mask_is_cut_out_by_rembg(tmp_path, monkeypatch):
+    sessions = fake_rembg(monkeypatch)
+    image = write(tmp_path / "rgb.png", np.full((64, 64, 3), 200, dtype=np.uint8), "RGB")
+    alpha = load_reference_image(image, 64, border_ratio=None)[..., 3]
+    assert len(sessions) == 1 and sessions[0].images == 1
+    assert alpha[:, :31].min() > 0.99 and alpha[:, 33:].max() < 0.01
+
+
+def test_rgb_without_a_mask_when_rembg_cannot_load_its_model_names_the_fixes(tmp_path, monkeypatch):
+    model_dir = rembg_offline(monkeypatch, tmp_path / "rembg-home")
+    image = write(tmp_path / "rgb.png", box_image()[..., :3].copy(), "RGB")
+    with pytest.raises(DynaPoseError) as error:
+        load_reference_image(image, 64)
+    message = str(error.value)
+    assert "has no alpha channel: give mask=path/to/mask.png" in message
+    assert f"u2net.onnx is not in {model_dir}" in message and "download https://" in message
+    assert "\n" not in message
+
+
 def test_rgb_without_mask_or_rembg_says_what_to_do(tmp_path, monkeypatch):
     monkeypatch.setitem(__import__("sys").modules, "rembg", None)  # as if rembg were not installed
     image = write(tmp_path / "rgb.png", box_image()[..., :3].copy(), "RGB")
-    with pytest.raises(DynaPoseError, match="mask=path/to/mask.png, or install rembg"):
+    with pytest.raises(DynaPoseError, match="mask=path/to/mask.png.*rembg is not installed"):
         load_reference_image(image, 64)

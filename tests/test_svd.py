@@ -1,9 +1,12 @@
 """Stable Video Diffusion as the driving-video generator, with tiny random weights in the hub layout."""
 
+import inspect
 import weakref
 
 import pytest
 import torch
+from conftest import compose_config
+from diffusers import StableVideoDiffusionPipeline
 from PIL import Image
 
 from dynapose4d.errors import DynaPoseError
@@ -101,8 +104,8 @@ def test_a_directory_that_is_not_svd_is_refused(tmp_path):
 
 
 def test_weights_named_by_location():
-    assert svd_weights(None) is DEFAULT_SVD and DEFAULT_SVD.location.endswith("img2vid-xt")
-    assert svd_weights(SVD_MODELS["svd"].location) is SVD_MODELS["svd"]
+    assert svd_weights(None) is DEFAULT_SVD and DEFAULT_SVD.location == "stabilityai/stable-video-diffusion-img2vid"
+    assert svd_weights(SVD_MODELS["svd_xt"].location) is SVD_MODELS["svd_xt"]
     local = svd_weights("/data/svd")
     assert local.location == "/data/svd" and local.config_key == "video.model"
 
@@ -114,3 +117,40 @@ def test_release_frees_the_models_even_while_the_pipeline_is_held(tiny_svd_dir):
     assert unet() is None and image_encoder() is None
     assert pipe.unet is None and pipe.vae is None
     release(pipe)  # a second release is harmless
+
+
+def test_the_defaults_are_dreamgaussian4d_s():
+    """DreamGaussian4D's scripts/gen_vid.py: `StableVideoDiffusionPipeline.from_pretrained(
+    "stabilityai/stable-video-diffusion-img2vid", ...)`, `height, width = 512, 512` (its `--is_pad`
+    branch is off by default) and `pipe(image, height, width, generator=torch.manual_seed(seed))`,
+    so every other setting is diffusers' default; mp4s at fps=7."""
+    video = compose_config([]).video
+    assert video.model == "stabilityai/stable-video-diffusion-img2vid" and video.num_frames == 14
+    assert (video.height, video.pad) == (512, False)
+    assert (video.steps, video.fps, video.motion_bucket_id, video.noise_aug_strength) == (25, 7, 127, 0.02)
+    assert video.decode_chunk_size is None  # diffusers: None decodes all num_frames at once
+    assert video.candidates == 1 and video.mask == "auto"  # rembg on every frame, as DreamGaussian4D's main_4d.py
+    assert video.seed is None  # the run's seed (gen_vid.py's has no default: its authors try several)
+    diffusers_defaults = inspect.signature(StableVideoDiffusionPipeline.__call__).parameters
+    names = {"steps": "num_inference_steps", "fps": "fps", "motion_bucket_id": "motion_bucket_id",
+             "noise_aug_strength": "noise_aug_strength", "decode_chunk_size": "decode_chunk_size"}  # fmt: skip
+    for ours, theirs in names.items():
+        assert video[ours] == diffusers_defaults[theirs].default, ours
+    ours = inspect.signature(generate_driving_video).parameters
+    assert (ours["height"].default, ours["pad"].default, ours["decode_chunk_size"].default) == (512, False, None)
+
+
+def test_all_frames_are_decoded_at_once_by_default(tiny_svd, monkeypatch):
+    decoded = []
+    decode = tiny_svd.vae.decode
+
+    def spy(latents, **options):
+        decoded.append(options["num_frames"])
+        return decode(latents, **options)
+
+    monkeypatch.setattr(tiny_svd.vae, "decode", spy)
+    generate_driving_video(tiny_svd, reference(), num_frames=3, **FAST)
+    assert decoded == [3]  # one call: no chunk borders for the temporal decoder to seam
+    decoded.clear()
+    generate_driving_video(tiny_svd, reference(), num_frames=3, decode_chunk_size=2, **FAST)
+    assert decoded == [2, 1]

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from test_image import fake_rembg, rembg_offline
 
 from dynapose4d.data.image import load_reference_image
 from dynapose4d.data.video_input import load_video_frames
@@ -85,8 +86,25 @@ def test_rgb_frames_without_masks_or_rembg_say_what_to_give(tmp_path, monkeypatc
     monkeypatch.setitem(sys.modules, "rembg", None)  # as if rembg were not installed
     video = tmp_path / "clip.mp4"
     write_video(video, torch.rand(3, 32, 32, 3))
-    with pytest.raises(DynaPoseError, match="masks=.*or install rembg"):
+    with pytest.raises(DynaPoseError, match="masks=.*rembg is not installed"):
         load_video_frames(video, 32, border_ratio=0.2)
+
+
+def test_rgb_frames_when_rembg_cannot_load_its_model_say_what_to_give(tmp_path, monkeypatch):
+    model_dir = rembg_offline(monkeypatch, tmp_path / "rembg-home")
+    video = tmp_path / "clip.mp4"
+    write_video(video, torch.rand(3, 32, 32, 3))
+    with pytest.raises(DynaPoseError, match=f"masks=.*u2net.onnx is not in {model_dir}"):
+        load_video_frames(video, 32, border_ratio=0.2)
+
+
+def test_rgb_frames_are_cut_out_with_one_rembg_session(tmp_path, monkeypatch):
+    sessions = fake_rembg(monkeypatch)
+    video = tmp_path / "clip.mp4"
+    write_video(video, torch.full((3, 32, 32, 3), 0.6))
+    frames = load_video_frames(video, 32, border_ratio=None)
+    assert len(sessions) == 1 and sessions[0].images == 3
+    assert frames[:, :, :15, 3].min() > 0.99 and frames[:, :, 17:, 3].max() < 0.01
 
 
 def test_masks_must_match_the_frames(tmp_path):

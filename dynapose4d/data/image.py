@@ -10,6 +10,10 @@ from ..errors import DynaPoseError
 
 MIN_FOREGROUND_FRACTION = 1e-3  # below this the "object" is a few stray pixels
 WHITE = torch.ones(3)  # what Zero123, SVD, PoseAnything and the benchmarks composite on
+# rembg's default model when DreamGaussian4D called `rembg.new_session()`; named, because rembg's
+# default has since become bria-rmbg, whose weights carry a non-commercial licence.
+REMBG_MODEL = "u2net"
+REMBG_MODEL_URL = "https://github.com/danielgatis/rembg/releases/download/v0.0.0/u2net.onnx"
 
 
 def load_reference_image(
@@ -18,7 +22,7 @@ def load_reference_image(
     """The input image as a float RGBA reference [size, size, 4] in [0, 1]; alpha is the object mask.
 
     The mask is the image's alpha channel, or the `mask` file (white = object), or, for a
-    plain RGB image, `rembg` background removal when that package is installed. With a
+    plain RGB image, rembg's cut-out (DreamGaussian's preprocessing). With a
     `border_ratio`, the object is recentred and scaled so its bounding box fills
     (1 - border_ratio) of the image (DreamGaussian's preprocessing); None keeps the framing.
     Raises DynaPoseError for a missing or unreadable file, no way to get a mask, or an
@@ -35,7 +39,8 @@ def load_reference_image(
     elif has_alpha(image):
         rgba = image.convert("RGBA")
     else:
-        (rgba,) = remove_background([image.convert("RGB")], path)
+        session = rembg_session_for(f"{path} has no alpha channel", "mask=path/to/mask.png (white = object)")
+        (rgba,) = cut_out([image.convert("RGB")], session)
     pixels = torch.from_numpy(np.asarray(rgba, dtype=np.float32) / 255.0)  # [H, W, 4]
     if (pixels[..., 3] > 0.5).float().mean() < MIN_FOREGROUND_FRACTION:
         raise DynaPoseError(f"{mask or path} has no foreground: the object mask is (almost) empty")
@@ -100,18 +105,47 @@ def open_image(path: str | Path) -> Image.Image:
         raise DynaPoseError(f"cannot read the input image {path}: {error}") from None
 
 
-def remove_background(images: list[Image.Image], path: str | Path) -> list[Image.Image]:
-    """rembg's cut-outs (RGBA) of `images` (from `path`), one model session for all; else a clear error."""
-    advice = "give an RGBA image whose alpha is the object mask, or mask=path/to/mask.png"
+class RembgUnavailable(DynaPoseError):
+    """rembg is not installed or cannot load its model; the message says which, and where the model goes."""
+
+
+def rembg_session():
+    """rembg's U²-Net session, loaded once and shared by every image it cuts out.
+
+    rembg downloads the model into its model directory on first use. Offline that fails at
+    once (no name resolution) or after pooch's 30 s timeout: it never hangs.
+    """
     try:
         import rembg
+        from rembg.sessions.u2net import U2netSession
     except ImportError:
-        raise DynaPoseError(f"{path} has no alpha channel: {advice}, or install rembg to cut the object out") from None
+        raise RembgUnavailable("rembg is not installed (pip install 'rembg[cpu]')") from None
     try:
-        session = rembg.new_session()  # loading the model once, not once per video frame
-        return [rembg.remove(image, session=session).convert("RGBA") for image in images]
-    except Exception as error:  # rembg downloads its model on first use, which fails offline
-        raise DynaPoseError(f"{path} has no alpha channel and rembg failed ({error}): {advice}") from None
+        return rembg.new_session(REMBG_MODEL)
+    except OSError:  # requests' download errors are OSErrors
+        directory = U2netSession.model_dir()
+        raise RembgUnavailable(
+            f"rembg's model {REMBG_MODEL}.onnx is not in {directory} and could not be downloaded (offline?): "
+            f"download {REMBG_MODEL_URL} into that directory"
+        ) from None
+    except Exception as error:  # onnxruntime's, from a damaged model file
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise RembgUnavailable(f"rembg cannot load its model from {U2netSession.model_dir()}: {reason}") from None
+
+
+def rembg_session_for(problem: str, fixes: str):
+    """`rembg_session()` for images without a mask; else a DynaPoseError: the problem, the fixes, why rembg failed."""
+    try:
+        return rembg_session()
+    except RembgUnavailable as error:
+        raise DynaPoseError(f"{problem}: give {fixes}; or let rembg cut the object out, but {error}") from None
+
+
+def cut_out(images: list[Image.Image], session) -> list[Image.Image]:
+    """rembg's RGBA cut-outs of RGB `images` with one `session` (loading the model per image would be slow)."""
+    import rembg
+
+    return [rembg.remove(image, session=session).convert("RGBA") for image in images]
 
 
 def composite(rgba: torch.Tensor, background: torch.Tensor) -> torch.Tensor:
@@ -136,7 +170,7 @@ def key_out_background(
 
     A pixel whose largest channel difference to the background is below `low` is background,
     above `high` object, with a linear ramp between (soft edges). It is the fallback mask for
-    generated videos when rembg is not installed: SVD keeps the plain background of its input.
+    generated videos when rembg cannot load its model: SVD keeps the plain background of its input.
     """
     difference = (rgb - background.to(rgb)).abs().amax(dim=-1, keepdim=True)
     return ((difference - low) / (high - low)).clamp(0, 1)

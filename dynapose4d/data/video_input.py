@@ -17,10 +17,11 @@ from PIL import Image
 from ..errors import DynaPoseError
 from .image import (
     MIN_FOREGROUND_FRACTION,
+    cut_out,
     has_alpha,
     open_image,
     recenter,
-    remove_background,
+    rembg_session_for,
     square_resize,
     with_mask,
 )
@@ -131,18 +132,12 @@ def _decode_video(path: Path, max_frames: int | None, frame_step: int) -> list[I
 
 
 def _with_alpha(frames: list[Image.Image], path: Path) -> list[Image.Image]:
-    """RGBA frames: their own alpha, else rembg's cut-out (checked up front, before a slow first frame)."""
+    """RGBA frames: their own alpha, else rembg's cut-out (its model loaded once, before the first frame)."""
     missing = [index for index, frame in enumerate(frames) if not has_alpha(frame)]
-    if missing:
-        try:
-            import rembg  # noqa: F401
-        except ImportError:
-            raise DynaPoseError(
-                f"{path} has frames without an alpha channel: give RGBA frames, or masks=path/to/masks "
-                "(a directory or video of masks, white = object), or install rembg to cut the object out"
-            ) from None
-    cut_out = remove_background([frames[index].convert("RGB") for index in missing], path) if missing else []
     rgba = [frame.convert("RGBA") for frame in frames]
-    for index, frame in zip(missing, cut_out):
-        rgba[index] = frame
+    if missing:
+        fixes = "RGBA frames, or masks=path/to/masks (a directory or video of masks, white = object)"
+        session = rembg_session_for(f"{path} has frames without an alpha channel", fixes)
+        for index, frame in zip(missing, cut_out([frames[index].convert("RGB") for index in missing], session)):
+            rgba[index] = frame
     return rgba

@@ -1,9 +1,11 @@
 """Stable Video Diffusion: the reference image -> the driving video (DreamGaussian4D's recipe).
 
-The image goes in as PIL, because diffusers only resizes PIL input for its CLIP branch (a
-tensor of the wrong size fails). SVD was trained on landscape 1024x576 clips, so with `pad`
-the square image is padded left and right with its corner colour to that aspect, and the
-centre square is cropped back out of every frame; without it the video is generated square.
+DreamGaussian4D's scripts/gen_vid.py calls img2vid with the pipeline's defaults at 512x512
+and decodes all frames at once; `generate_driving_video`'s defaults are those. The image
+goes in as PIL, because diffusers only resizes PIL input for its CLIP branch (a tensor of
+the wrong size fails). gen_vid.py's optional pad branch (`pad`) fits SVD's landscape
+1024x576 training clips: the square image is padded left and right with its corner colour
+to that aspect, and the centre square is cropped back out of every frame.
 """
 
 import contextlib
@@ -27,12 +29,12 @@ def _model(name: str, repo: str) -> PretrainedModel:
     return PretrainedModel(name, repo, "video.model", licence, files=SVD_FILES)
 
 
-# img2vid-xt makes 25 frames by default, img2vid 14; both take any `num_frames`.
+# img2vid makes 14 frames by default, img2vid-xt 25; both take any `num_frames`.
 SVD_MODELS = {
-    "svd_xt": _model("Stable Video Diffusion XT", "stabilityai/stable-video-diffusion-img2vid-xt"),
     "svd": _model("Stable Video Diffusion", "stabilityai/stable-video-diffusion-img2vid"),
+    "svd_xt": _model("Stable Video Diffusion XT", "stabilityai/stable-video-diffusion-img2vid-xt"),
 }
-DEFAULT_SVD = SVD_MODELS["svd_xt"]
+DEFAULT_SVD = SVD_MODELS["svd"]  # DreamGaussian4D's gen_vid.py loads img2vid
 
 
 def svd_weights(location: str | None = None) -> PretrainedModel:
@@ -65,6 +67,7 @@ def load_svd(
     # take those when present, whatever the dtype; they are what runs on a GPU anyway.
     variant = "fp16" if any(directory.glob("*/*.fp16.*")) else None
     try:
+        # `dtype=` needs diffusers >= 0.40 (pinned): older ones drop it and load fp32 even on a GPU.
         pipe = StableVideoDiffusionPipeline.from_pretrained(directory, dtype=dtype, variant=variant)
     except (OSError, ValueError) as error:
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
@@ -130,19 +133,20 @@ def generate_driving_video(
     fps: int = 7,
     motion_bucket_id: int = 127,
     noise_aug_strength: float = 0.02,
-    decode_chunk_size: int | None = 8,
+    decode_chunk_size: int | None = None,
     seed: int = 0,
-    height: int = 576,
+    height: int = 512,
     width: int = 1024,
     pad: bool = False,
 ) -> torch.Tensor:
     """The video [F, height, height, 3] in [0, 1] that SVD animates `image` into.
 
     The video is square, `height` on a side. With `pad` it is generated at height x width and
-    cropped back; without, `width` is unused. `num_frames=None` takes the model's own (25 for
-    img2vid-xt); `decode_chunk_size` frames are decoded at a time (None: all, the most memory).
-    The noise comes from a CPU generator seeded with `seed`, so a seed gives the same video on
-    any device and with or without offloading.
+    cropped back; without, `width` is unused. `num_frames=None` takes the model's own (14 for
+    img2vid, 25 for img2vid-xt); `decode_chunk_size` frames are decoded at a time (None: all,
+    the most memory, and no seam in the temporal VAE between chunks). The noise comes from a
+    CPU generator seeded with `seed`, as gen_vid.py's `torch.manual_seed(seed)`, so a seed
+    gives the same video on any device and with or without offloading.
     """
     if image.ndim != 3 or image.shape[-1] != 3 or image.shape[0] != image.shape[1]:
         raise ValueError(f"expected a square RGB image [S, S, 3], got shape {tuple(image.shape)}")
