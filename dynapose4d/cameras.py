@@ -118,9 +118,25 @@ def orbit_cameras(
     return Cameras(viewmats, Ks, width, height)
 
 
-def reference_camera(width: int = 256, height: int = 256, radius=REFERENCE_RADIUS, fovy=REFERENCE_FOVY) -> Cameras:
-    """The input image's view: elevation 0, azimuth 0."""
-    return orbit_cameras(0.0, 0.0, radius, fovy, width, height)
+def reference_camera(
+    width: int = 256, height: int = 256, radius=REFERENCE_RADIUS, fovy=REFERENCE_FOVY, elevation: float = 0.0
+) -> Cameras:
+    """The input image's view: azimuth 0 at the photo's own `elevation` (degrees, positive = from above)."""
+    return orbit_cameras(elevation, 0.0, radius, fovy, width, height)
+
+
+def novel_elevation_range(reference_elevation: float, elevation_range=(-30.0, 30.0)) -> tuple[float, float]:
+    """The range of novel-view elevations relative to the reference view, in degrees (DreamGaussian's rule).
+
+    The relative range is widened so that it covers `elevation_range` both relative to the
+    input's camera and in absolute terms, and narrowed so that no view passes +-80 degrees,
+    where Zero123 was never trained (and look-at cameras degenerate at +-90).
+    """
+    low, high = elevation_range
+    return (
+        max(min(low, low - reference_elevation), -80.0 - reference_elevation),
+        min(max(high, high - reference_elevation), 80.0 - reference_elevation),
+    )
 
 
 def sample_orbit_cameras(
@@ -132,13 +148,18 @@ def sample_orbit_cameras(
     fovy: float = REFERENCE_FOVY,
     width: int = 256,
     height: int = 256,
+    reference_elevation: float = 0.0,
 ) -> tuple[Cameras, torch.Tensor, torch.Tensor]:
-    """Uniformly random orbit cameras; returns (cameras, elevations [C], azimuths [C]) in degrees."""
+    """Uniformly random orbit cameras around the reference view at `reference_elevation`.
+
+    Elevations are drawn from `novel_elevation_range` relative to the reference view.
+    Returns (cameras, elevations [C], azimuths [C]) in absolute degrees.
+    """
 
     def uniform(low, high):
         return low + (high - low) * torch.rand(count, generator=generator)
 
-    elevations = uniform(*elevation_range)
+    elevations = reference_elevation + uniform(*novel_elevation_range(reference_elevation, elevation_range))
     azimuths = uniform(*azimuth_range)
     return orbit_cameras(elevations, azimuths, radius, fovy, width, height), elevations, azimuths
 

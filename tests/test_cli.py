@@ -22,6 +22,7 @@ TINY_REAL = [
     "static.orbit_views=2",
     "static.batch_size=2",
     "static.prior=none",
+    "static.novel_view_sizes=[[0,32],[0.5,48]]",
     "stages=[static]",
 ]
 
@@ -30,7 +31,8 @@ TINY_4D = [
     "image_size=48", "static.prior=none", "static.iterations=3", "static.num_points=200", "static.render_size=48",
     "static.orbit_views=2", "stages=[static,video,dynamic]", "loss.kml.weight=0", "dynamic.iterations=2",
     "dynamic.batch_size=2", "dynamic.render_size=48", "dynamic.orbit_frames=2", "dynamic.checkpoint_every=1",
-    "deformation.resolution=[16,16,16,2]",
+    "deformation.resolution=[16,16,16,2]", "static.novel_view_sizes=[[0,32],[0.5,48]]",
+    "dynamic.novel_view_sizes=[[0,32]]", "dynamic.views_per_frame=1",
 ]  # fmt: skip
 
 
@@ -178,6 +180,7 @@ def test_one_command_runs_all_four_stages_on_a_real_image(
         "static.prior=zero123", f"static.model={tiny_zero123_dir}", "static.batch_size=2",
         f"video.model={tiny_svd_dir}", "video.num_frames=2", "video.steps=2", "video.height=32", "video.width=64",
         f"keypoints.checkpoint={tiny_cape_checkpoint}", "keypoints.num_keypoints=4",
+        "video.mask=background",  # rembg would try to fetch its model
     ]  # fmt: skip
     everything = [*TINY_4D, "stages=[static,video,keypoints,dynamic]", "loss.kml.weight=1"]
     result = train(f"image={image}", f"run_dir={tmp_path / 'run'}", *everything, *models, cwd=tmp_path)

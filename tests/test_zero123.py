@@ -35,7 +35,7 @@ def random_views(count: int, size: int, seed: int = 0) -> ViewBatch:
 
 def make_prior(directory, guidance_scale: float = 5.0, stable: bool = False) -> Zero123Prior:
     components = load_zero123(directory, CPU, torch.float32)
-    return Zero123Prior(components, reference_image()[None], torch.zeros(3), guidance_scale, (0.98, 0.02), stable)
+    return Zero123Prior(components, reference_image()[None], guidance_scale, (0.98, 0.02), stable)
 
 
 def test_repo_layout_loads_back_with_either_projection_format(tiny_zero123_dir, tmp_path):
@@ -70,7 +70,8 @@ def test_sds_gradient_is_the_weighted_guided_noise_residual_pulled_through_the_v
 
     components, t = prior.components, prior.timestep(0.25)
     torch.manual_seed(7)  # the same posterior sample and noise draws, in the same order
-    images = torch.nn.functional.interpolate((colors + 1 - alphas).permute(0, 3, 1, 2), (256, 256), mode="bilinear")
+    # The renders go in as rendered, over their own backgrounds (DreamGaussian's random black or white).
+    images = torch.nn.functional.interpolate(colors.permute(0, 3, 1, 2), (256, 256), mode="bilinear")
     latents = components.vae.encode(images * 2 - 1).latent_dist.sample() * 0.18215
     noise = torch.randn_like(latents)
     alpha_bar = components.scheduler.alphas_cumprod[t]
@@ -96,6 +97,22 @@ def test_stable_zero123_conditions_on_the_reference_polar_angle(tiny_zero123_dir
     assert not torch.allclose(plain.camera_tokens(views), stable.camera_tokens(views))
 
 
+def test_camera_vector_is_relative_to_the_stage_reference_view(tiny_zero123_dir, monkeypatch):
+    """At static.camera.radius=2.5 a novel view at the same distance has Δradius 0 (it used to get 0.5),
+    and a photo taken from 20° above shifts Δpolar by the reference elevation."""
+    settings = compose_config(["static.camera.radius=2.5", "elevation=20", f"static.model={tiny_zero123_dir}"]).static
+    prior = build_prior(settings, "static", reference_image()[None], settings.camera, CPU)
+    seen = []
+    monkeypatch.setattr(prior.components, "projection", lambda joined: seen.append(joined[:, 0, -4:]) or joined)
+    prior.camera_tokens(
+        ViewBatch(random_views(2, 32).cameras, torch.tensor([20.0, 50.0]), torch.tensor([0.0, 90.0]), 2.5)
+    )
+    (vector,) = seen  # [2, 4]: Δpolar, sin Δazimuth, cos Δazimuth, Δradius
+    torch.testing.assert_close(vector[:, 3], torch.zeros(2))
+    torch.testing.assert_close(vector[:, 0], torch.deg2rad(torch.tensor([0.0, -30.0])))
+    torch.testing.assert_close(vector[:, 1:3], torch.tensor([[0.0, 1.0], [1.0, 0.0]]), atol=1e-6, rtol=0)
+
+
 def test_sds_gradient_reaches_every_gaussian_parameter(tiny_zero123_dir):
     prior = make_prior(tiny_zero123_dir)
     model = GaussianModel.from_sphere(200, 0.5, torch.Generator().manual_seed(0))
@@ -114,7 +131,7 @@ def test_sds_gradient_reaches_every_gaussian_parameter(tiny_zero123_dir):
 
 def test_build_prior_loads_the_configured_directory(tiny_zero123_dir):
     settings = compose_config(["static.prior=stable_zero123", f"static.model={tiny_zero123_dir}"]).static
-    prior = build_prior(settings, "static", reference_image()[None], torch.ones(3), CPU)
+    prior = build_prior(settings, "static", reference_image()[None], settings.camera, CPU)
     assert isinstance(prior, Zero123Prior) and prior.stable and prior.guidance_scale == settings.sds.guidance_scale
     assert prior_weights(settings, "static")[0].location == str(tiny_zero123_dir)
 
@@ -122,7 +139,7 @@ def test_build_prior_loads_the_configured_directory(tiny_zero123_dir):
 def test_offline_without_a_local_copy_names_the_repo_the_key_and_the_licence(offline_hub):
     settings = compose_config(["static.prior=stable_zero123"]).static
     with pytest.raises(DynaPoseError) as error:
-        build_prior(settings, "static", reference_image()[None], torch.ones(3), CPU)
+        build_prior(settings, "static", reference_image()[None], settings.camera, CPU)
     message = str(error.value)
     assert "ashawkey/stable-zero123-diffusers" in message and "static.model=" in message
     assert "Non-Commercial" in message
@@ -135,7 +152,7 @@ def test_real_zero123_sds_step(name):
     directory = local_weights(ZERO123_MODELS[name])
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     settings = OmegaConf.create({"prior": name, "model": str(directory), "sds": compose_config([]).static.sds})
-    prior = build_prior(settings, "static", reference_image(256)[None], torch.ones(3), device)
+    prior = build_prior(settings, "static", reference_image(256)[None], compose_config([]).static.camera, device)
     assert prior.image_embeddings.shape == (1, 768) and prior.image_latents.shape == (1, 4, 32, 32)
     colors = torch.rand(2, 256, 256, 3, device=device, requires_grad=True)
     prior.loss(colors, torch.ones(2, 256, 256, 1, device=device), random_views(2, 256), 0.5).backward()
@@ -146,8 +163,8 @@ def test_each_view_is_conditioned_on_its_own_frame(tiny_zero123_dir):
     """A two-frame prior gives a frame-1 view the token a prior built on frame 1 alone gives it."""
     components = load_zero123(tiny_zero123_dir, CPU, torch.float32)
     first, second = reference_image(), reference_image().flip(1)
-    both = Zero123Prior(components, torch.stack([first, second]), torch.zeros(3), 5.0, (0.98, 0.02), False)
-    alone = Zero123Prior(components, second[None], torch.zeros(3), 5.0, (0.98, 0.02), False)
+    both = Zero123Prior(components, torch.stack([first, second]), 5.0, (0.98, 0.02), False)
+    alone = Zero123Prior(components, second[None], 5.0, (0.98, 0.02), False)
     views = random_views(2, 32)
     views.frames = torch.tensor([1, 1])
     torch.testing.assert_close(both.camera_tokens(views), alone.camera_tokens(random_views(2, 32)))

@@ -36,6 +36,7 @@ class ViewBatch:
     azimuths: torch.Tensor  # [B] degrees, relative to the reference view
     radius: float
     frames: torch.Tensor | None = None  # [B] index of each view's reference (driving frame); None: all the first
+    backgrounds: torch.Tensor | None = None  # [B, 3] the colour each view was rendered over; None: white
 
     def reference_indices(self) -> torch.Tensor:
         return torch.zeros(len(self.elevations), dtype=torch.long) if self.frames is None else self.frames.long()
@@ -53,7 +54,7 @@ def build_prior(
     settings: DictConfig,
     stage: str,
     references: torch.Tensor,  # [F, H, W, 4] RGBA: the input image (F = 1) or the driving frames
-    background: torch.Tensor,  # [3]
+    camera: DictConfig,  # the reference view: `elevation` (degrees) and `radius`
     device: torch.device,
     subject=None,
 ):
@@ -66,7 +67,7 @@ def build_prior(
             raise DynaPoseError(f"{stage}.prior=oracle needs ground truth: use it with experiment=synthetic")
         from .oracle import OraclePrior
 
-        return OraclePrior(subject, background.cpu())
+        return OraclePrior(subject)
     if name in ZERO123_MODELS:
         from .zero123 import Zero123Prior
         from .zero123_model import load_zero123
@@ -75,5 +76,8 @@ def build_prior(
         half = settings.sds.half_precision and device.type == "cuda"  # fp16 is slow on CPU, and NaN-prone there
         components = load_zero123(resolve_pretrained(weights), device, torch.float16 if half else torch.float32)
         sds, stable = settings.sds, name == "stable_zero123"
-        return Zero123Prior(components, references, background, sds.guidance_scale, tuple(sds.max_timestep), stable)
+        return Zero123Prior(
+            components, references, sds.guidance_scale, tuple(sds.max_timestep), stable,
+            reference_elevation=camera.elevation, reference_radius=camera.radius,
+        )  # fmt: skip
     raise DynaPoseError(f"unknown {stage}.prior={name!r}; choose one of {', '.join(PRIORS)}")

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from ..cameras import zero123_camera_vector
+from ..cameras import REFERENCE_RADIUS, zero123_camera_vector
 from ..data.image import WHITE, composite, resize_square
 from . import ViewBatch
 from .zero123_model import Zero123Components
@@ -28,19 +28,20 @@ class Zero123Prior:
         self,
         components: Zero123Components,
         references: torch.Tensor,  # [F, H, W, 4] RGBA in [0, 1]: the input image, or one per driving frame
-        background: torch.Tensor,  # [3] the colour renders are composited on
         guidance_scale: float,
         max_timestep: tuple[float, float],  # (start, end) as fractions of the training schedule
         stable: bool,
+        reference_elevation: float = 0.0,  # degrees: the input photo's camera (DreamGaussian's `elevation`)
+        reference_radius: float = REFERENCE_RADIUS,  # the stage's reference camera distance
     ):
         self.components = components
         self.guidance_scale = guidance_scale
         self.max_timestep = max_timestep
         self.stable = stable
+        self.reference_elevation, self.reference_radius = float(reference_elevation), float(reference_radius)
         parameter = next(components.unet.parameters())
         self.device, self.dtype = parameter.device, parameter.dtype
-        self.background = background.to(self.device)
-        # Zero123 was trained on objects over white: the references and every render are put on white.
+        # Zero123 was trained on objects over white: the references are put on white.
         images = composite(resize_square(references.float().cpu(), components.image_size), WHITE)  # [F, S, S, 3]
         embedded = [self._embed_reference(image) for image in images]
         self.image_embeddings = torch.cat([embedding for embedding, _ in embedded])  # [F, D]
@@ -74,7 +75,10 @@ class Zero123Prior:
 
     def camera_tokens(self, views: ViewBatch) -> torch.Tensor:
         """The UNet's cross-attention token per view [B, 1, D]: projected [CLIP embedding ; camera vector]."""
-        camera = zero123_camera_vector(views.elevations, views.azimuths, views.radius, stable=self.stable)  # [B, 4]
+        camera = zero123_camera_vector(
+            views.elevations, views.azimuths, views.radius, self.reference_elevation,
+            reference_radius=self.reference_radius, stable=self.stable,
+        )  # [B, 4]; a novel view at the reference distance has Δradius 0  # fmt: skip
         embedding = self.image_embeddings[views.reference_indices()]  # [B, D]
         joined = torch.cat([embedding, camera.to(self.device, self.dtype)], dim=-1)[:, None]  # [B, 1, D + 4]
         return self.components.projection(joined)
@@ -95,13 +99,15 @@ class Zero123Prior:
         return unconditional + self.guidance_scale * (conditional - unconditional)
 
     def loss(self, colors: torch.Tensor, alphas: torch.Tensor, views: ViewBatch, step_ratio: float) -> torch.Tensor:
-        """SDS loss of renders `colors` [B, H, W, 3] (over the stage background) with coverage `alphas` [B, H, W, 1].
+        """SDS loss of renders `colors` [B, H, W, 3], each over its view's background (`alphas` is unused).
 
+        The renders go to Zero123 as they are: DreamGaussian renders its static stage's novel
+        views over black or white at random and scores them so, which keeps the object from
+        growing a white haze that would be free on a white-only background.
         Its gradient with respect to the render latents is w(t) (eps_hat - eps) averaged over the views.
         """
-        on_white = colors + (1 - alphas) * (1 - self.background)  # re-composite: C + (1 - a)(white - bg)
         vae = self.components.vae
-        latents = vae.encode(self._to_model_input(on_white)).latent_dist.sample() * vae.config.scaling_factor
+        latents = vae.encode(self._to_model_input(colors)).latent_dist.sample() * vae.config.scaling_factor
         t = self.timestep(step_ratio)
         alpha_bar = self.alphas_cumprod[t]
         noise = torch.randn_like(latents)

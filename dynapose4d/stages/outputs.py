@@ -33,7 +33,7 @@ def write_turntable(directory: Path, gaussians, background, cfg, size: int, came
     directory.mkdir(parents=True, exist_ok=True)
     device = background.device
     backend = cfg.render.backend
-    reference = reference_camera(size, size, camera.radius, camera.fovy).to(device)
+    reference = reference_camera(size, size, camera.radius, camera.fovy, camera.elevation).to(device)
     save_png(directory / "reference.png", render_views(gaussians, reference, background, backend)[0])
     grid_cameras = orbit_cameras(torch.zeros(len(GRID_AZIMUTHS)), torch.tensor(GRID_AZIMUTHS, dtype=torch.float32),
                                  camera.radius, camera.fovy, size, size).to(device)  # fmt: skip

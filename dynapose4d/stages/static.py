@@ -1,8 +1,9 @@
-"""Static stage: the input image -> 3D Gaussians.
+"""Static stage: the input image -> 3D Gaussians (DreamGaussian's recipe).
 
-Each step renders the reference view plus `batch_size` random orbit views in one
-rasteriser call; the reference view is fitted to the image (RGB + mask) and the random
-views are scored by the configured prior (DreamGaussian's recipe). Writes
+Each step fits the reference view to the image (RGB + mask, ramped up over the stage for
+Zero123-XL) and scores `batch_size` random orbit views with the configured prior. The
+novel views grow from 128² to 512² and are rendered over black or white at random; their
+screen-space gradients drive DreamGaussian's densification. Writes
 static/{checkpoint.pt, model.ply, renders/, DONE} and, with ground truth, metrics.
 """
 
@@ -13,22 +14,26 @@ import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig
 
-from ..cameras import Cameras, reference_camera, sample_orbit_cameras
+from ..cameras import reference_camera, sample_orbit_cameras
 from ..checkpoint import load_checkpoint, mark_done, save_checkpoint
 from ..data.image import composite, resize_square
 from ..data.inputs import background_color, load_reference, synthetic_sample, synthetic_subject
 from ..densify import Densifier
+from ..errors import DynaPoseError
 from ..evaluation import evaluate_frames
 from ..gaussians import GaussianModel
 from ..metrics import update_metrics_file
 from ..pretrained import PretrainedModel
 from ..priors import ViewBatch, build_prior, prior_weights
 from ..render import rasterize
+from ..schedules import exponential_lr, reference_warmup, render_size, step_ratio
 from .loop import run_training
 from .outputs import write_turntable
 
 log = logging.getLogger(__name__)
 NAME = "static"
+# DreamGaussian starts every Gaussian grey: SH DC coefficients in [0, 1/255), colour within 0.0012 of 0.5.
+DREAMGAUSSIAN_INIT_COLOR = 0.5
 
 
 class StaticTrainer:
@@ -45,12 +50,15 @@ class StaticTrainer:
         self.target_rgb = composite(reference.to(device), self.background)  # [S, S, 3]
         self.target_mask = reference[..., 3:].to(device)  # [S, S, 1]
         camera = self.settings.camera
-        self.reference_camera = reference_camera(size, size, camera.radius, camera.fovy).to(device)
-        self.prior = build_prior(self.settings, NAME, image[None], self.background, device, synthetic_subject(cfg))
+        self.reference_camera = reference_camera(size, size, camera.radius, camera.fovy, camera.elevation).to(device)
+        self.prior = build_prior(self.settings, NAME, image[None], camera, device, synthetic_subject(cfg))
+        self.ref_warmup = reference_warmup_enabled(self.settings)
 
-        self.generator = torch.Generator().manual_seed(cfg.seed)  # view sampling
+        self.generator = torch.Generator().manual_seed(cfg.seed)  # view and background sampling
         torch.manual_seed(cfg.seed)  # densification splits sample from the global RNG
-        self.model = GaussianModel.from_sphere(self.settings.num_points, self.settings.init_radius, self.generator)
+        self.model = GaussianModel.from_sphere(
+            self.settings.num_points, self.settings.init_radius, self.generator, color=DREAMGAUSSIAN_INIT_COLOR
+        )
         self.step = 0
         checkpoint_path = self.stage_dir / "checkpoint.pt"
         checkpoint = load_checkpoint(checkpoint_path) if cfg.resume and checkpoint_path.exists() else None
@@ -59,7 +67,7 @@ class StaticTrainer:
         self.model.to(device)
         lrs = {key: value for key, value in self.settings.lr.items() if key != "means_final"}
         self.optimizers = self.model.make_optimizers(lrs)
-        self.densifier = Densifier(**self.settings.densify)
+        self.densifier = Densifier.from_dreamgaussian(**self.settings.densify)
         self.densifier.check(self.model, self.optimizers)  # one Adam per trainable parameter
         if checkpoint is not None:
             self._restore(checkpoint)
@@ -91,45 +99,65 @@ class StaticTrainer:
     # ----- optimisation -----------------------------------------------------------------
 
     def train_step(self) -> dict[str, float]:
-        settings, camera = self.settings, self.settings.camera
-        size = settings.render_size
-        self._decay_means_lr()
-        cameras, views = self.reference_camera, None
-        if self.prior is not None:
-            novel, elevations, azimuths = sample_orbit_cameras(
-                settings.batch_size, self.generator, camera.elevation_range, camera.azimuth_range,
-                camera.radius, camera.fovy, size, size,
-            )  # fmt: skip
-            views = ViewBatch(novel.to(self.device), elevations, azimuths, camera.radius)
-            cameras = Cameras.concat(self.reference_camera, views.cameras)
+        settings, iterations = self.settings, self.settings.iterations
+        self._schedule_means_lr()
         gaussians = self.model.activated()
+        size = settings.render_size
         colors, alphas, info = rasterize(
-            **gaussians, viewmats=cameras.viewmats, Ks=cameras.Ks, width=size, height=size,
-            backgrounds=self.background.expand(len(cameras), 3), backend=self.cfg.render.backend,
+            **gaussians, viewmats=self.reference_camera.viewmats, Ks=self.reference_camera.Ks, width=size,
+            height=size, backgrounds=self.background[None], backend=self.cfg.render.backend,
         )  # fmt: skip
-        self.densifier.step_pre_backward(self.model, self.optimizers, self.step, info)
-
+        warmup = reference_warmup(self.step, iterations, self.ref_warmup)
         losses = {
-            "ref_rgb": F.mse_loss(colors[0], self.target_rgb),
-            "ref_mask": F.mse_loss(alphas[0], self.target_mask),
+            "ref_rgb": warmup * F.mse_loss(colors[0], self.target_rgb),
+            "ref_mask": warmup * F.mse_loss(alphas[0], self.target_mask),
         }
-        if views is not None:
-            losses["prior"] = self.prior.loss(colors[1:], alphas[1:], views, self.step / settings.iterations)
+        if self.prior is not None:
+            views = self.sample_views()
+            novel_colors, novel_alphas, info = rasterize(
+                **gaussians, viewmats=views.cameras.viewmats, Ks=views.cameras.Ks, width=views.cameras.width,
+                height=views.cameras.height, backgrounds=views.backgrounds, backend=self.cfg.render.backend,
+            )  # fmt: skip
+            losses["prior"] = self.prior.loss(novel_colors, novel_alphas, views, step_ratio(self.step, iterations))
+        # DreamGaussian's densification statistics come from the prior's views (see Densifier.from_dreamgaussian).
+        dreamgaussian_step = self.step + 1
+        self.densifier.step_pre_backward(self.model, self.optimizers, dreamgaussian_step, info)
         total = sum(settings.loss[key] * value for key, value in losses.items())
         total.backward()
         for optimizer in self.optimizers.values():
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
-        self.densifier.step_post_backward(self.model, self.optimizers, self.step, info)
+        self.densifier.step_post_backward(self.model, self.optimizers, dreamgaussian_step, info)
         self.step += 1
         return {**{key: value.item() for key, value in losses.items()}, "gaussians": self.model.num_gaussians}
 
-    def _decay_means_lr(self) -> None:
-        """Exponential decay of the position learning rate from lr.means to lr.means_final."""
+    def sample_views(self) -> ViewBatch:
+        """`batch_size` random orbit views at this step's render size, each over black or white."""
+        settings, camera = self.settings, self.settings.camera
+        size = render_size(self.step, settings.iterations, settings.novel_view_sizes)
+        cameras, elevations, azimuths = sample_orbit_cameras(
+            settings.batch_size, self.generator, camera.elevation_range, camera.azimuth_range,
+            camera.radius, camera.fovy, size, size, reference_elevation=camera.elevation,
+        )  # fmt: skip
+        black = torch.rand(settings.batch_size, generator=self.generator) < settings.black_background_prob  # [B]
+        backgrounds = (~black).float()[:, None].expand(-1, 3).to(self.device)  # [B, 3] white or black
+        return ViewBatch(cameras.to(self.device), elevations, azimuths, camera.radius, backgrounds=backgrounds)
+
+    def _schedule_means_lr(self) -> None:
+        """DreamGaussian's exponential decay of the position learning rate, lr.means -> lr.means_final."""
         lr = self.settings.lr
-        progress = min(self.step / max(self.settings.iterations, 1), 1.0)
         for group in self.optimizers["means"].param_groups:
-            group["lr"] = lr.means * (lr.means_final / lr.means) ** progress
+            group["lr"] = exponential_lr(self.step, lr.means, lr.means_final, self.settings.iterations)
+
+
+def reference_warmup_enabled(settings: DictConfig) -> bool:
+    """`loss.ref_warmup`: true | false | auto, DreamGaussian's choice per prior (on only for Zero123-XL)."""
+    choice = settings.loss.ref_warmup
+    if choice == "auto":
+        return settings.prior == "zero123"
+    if isinstance(choice, bool):
+        return choice
+    raise DynaPoseError(f"static.loss.ref_warmup must be true, false or auto, got {choice!r}")
 
 
 def check(cfg: DictConfig) -> list[PretrainedModel]:
