@@ -56,36 +56,43 @@ class HexPlaneDeformation(Deformation):
     """4DGaussians' hexplane field + MLP heads (Δposition, Δrotation, Δlog-scale).
 
     Reference settings: DG4D HEAD uses resolution [32, 32, 32, 12], multires [1],
-    feature_dim 32, width 64, depth 1; DG4D v1 (the paper's) and 4DGaussians use
-    resolution [64, 64, 64, 25] and multires [1, 2, 4, 8] (36M plane parameters).
+    feature_dim 32, width 64, depth 1 and a fixed box of +-1.6; DG4D v1 (the paper's) and
+    4DGaussians use resolution [64, 64, 64, 25] and multires [1, 2, 4, 8] (36M plane parameters).
 
     Args:
-        means: [N, 3] canonical centres; their bounding box (padded) is mapped to the
-            planes' [-1, 1] and stored in buffers, so it survives checkpoints.
+        means: [N, 3] canonical centres.
+        bounds: half side of the fixed cube centred at the origin that is mapped to the
+            planes' [-1, 1] (DG4D: 1.6); None fits the box to `means` instead, padded by
+            `bounds_padding`. Either box is stored in buffers, so it survives checkpoints.
         resolution: [Rx, Ry, Rz, Rt] plane resolution at multires 1.
         multires: spatial resolution multipliers; time keeps Rt at every scale (4DGaussians).
         feature_dim: channels per plane; the field's feature is feature_dim * len(multires).
         width: MLP width.
         depth: number of Linear-ReLU layers before the heads (>= 1).
-        bounds_padding: box padding on every side, as a fraction of its largest side.
+        bounds_padding: with `bounds` None, box padding on every side, as a fraction of its largest side.
     """
 
     def __init__(
         self,
         means: torch.Tensor,
-        resolution: Sequence[int] = (32, 32, 32, 8),
-        multires: Sequence[int] = (1, 2),
-        feature_dim: int = 16,
+        resolution: Sequence[int] = (32, 32, 32, 12),
+        multires: Sequence[int] = (1,),
+        feature_dim: int = 32,
         width: int = 64,
         depth: int = 1,
+        bounds: float | None = 1.6,
         bounds_padding: float = 0.1,
     ):
         super().__init__()
         means = means.detach()
-        low, high = means.min(dim=0).values, means.max(dim=0).values  # [3], [3]
-        # Padding by the largest side keeps a flat or thin object from getting a degenerate box.
-        half = 0.5 * (high - low) + bounds_padding * (high - low).max()
-        self.register_buffer("center", 0.5 * (low + high))  # [3]
+        if bounds is not None:
+            # A fixed box: a floater far from the object cannot stretch it and coarsen the field.
+            center, half = torch.zeros(3, device=means.device), torch.full((3,), float(bounds), device=means.device)
+        else:
+            low, high = means.min(dim=0).values, means.max(dim=0).values  # [3], [3]
+            # Padding by the largest side keeps a flat or thin object from getting a degenerate box.
+            center, half = 0.5 * (low + high), 0.5 * (high - low) + bounds_padding * (high - low).max()
+        self.register_buffer("center", center)  # [3]
         self.register_buffer("half_size", half.clamp_min(1e-6))  # [3]
 
         self.multires = [int(m) for m in multires]

@@ -21,7 +21,7 @@ from omegaconf import DictConfig
 from ..cameras import Cameras, orbit_cameras, reference_camera, sample_orbit_cameras
 from ..checkpoint import load_checkpoint, mark_done, save_checkpoint
 from ..data.driving import load_driving_frames, load_keypoints
-from ..data.image import composite, resize_square
+from ..data.image import WHITE, composite, resize_square
 from ..data.inputs import background_color, load_reference, synthetic_sample, synthetic_subject
 from ..deform import build_deformation, normalised_time
 from ..errors import DynaPoseError
@@ -34,6 +34,7 @@ from ..metrics import update_metrics_file
 from ..pretrained import PretrainedModel
 from ..priors import ViewBatch, build_prior, prior_weights
 from ..render import rasterize
+from ..schedules import exponential_lr, reference_warmup, render_size, step_ratio
 from .keypoints import load_detector
 from .loop import run_training
 from .outputs import ORBIT_ELEVATION, render_views
@@ -44,7 +45,7 @@ KML_MODES = ("lift", "render")
 
 
 class DynamicTrainer:
-    """The static model (frozen by default), the deformation network and their optimiser."""
+    """The static model (trained with phi by default, as DG4D), the deformation network and their optimiser."""
 
     def __init__(self, cfg: DictConfig, run_dir: Path, device: torch.device):
         self.cfg, self.settings, self.device = cfg, cfg.dynamic, device
@@ -61,9 +62,9 @@ class DynamicTrainer:
         self.target_rgb = composite(frames, self.background)  # [T, S, S, 3]
         self.target_mask = frames[..., 3:]  # [T, S, S, 1]
         camera = cfg.static.camera
-        self.camera = reference_camera(size, size, camera.radius, camera.fovy).to(device)
+        self.camera = reference_camera(size, size, camera.radius, camera.fovy, camera.elevation).to(device)
 
-        self.prior = build_prior(self.settings, NAME, driving, self.background, device, synthetic_subject(cfg))
+        self.prior = build_prior(self.settings, NAME, driving, camera, device, synthetic_subject(cfg))
         self.model = load_static_model(run_dir).to(device)
         self.model.requires_grad_(self.settings.optimize_gaussians)
         canonical_means = self.model.params["means"].detach()
@@ -74,10 +75,7 @@ class DynamicTrainer:
         self.deformation.to(device)
         if cfg.loss.kml.weight > 0:  # without KML the keypoints stage may be skipped
             self._prepare_keypoint_match(run_dir, scale)
-        groups = self.deformation.param_groups(self.settings.lr)
-        if self.settings.optimize_gaussians:
-            groups.append({"params": list(self.model.parameters()), "lr": self.settings.gaussian_lr})
-        self.optimizer = torch.optim.Adam(groups)
+        self.optimizer = torch.optim.Adam(self._param_groups())
         self.generator = torch.Generator().manual_seed(cfg.seed)
         self.step = 0
         checkpoint_path = self.stage_dir / "checkpoint.pt"
@@ -122,6 +120,23 @@ class DynamicTrainer:
         depth = colors[0, ..., 3:]  # [S, S, 1]
         return lift_keypoints(support, depth, alphas[0], self.camera.viewmats[0], self.camera.Ks[0])
 
+    def _param_groups(self) -> list[dict]:
+        """phi's groups (hexplane: planes at 10x), then one group per Gaussian parameter when they train (DG4D)."""
+        lr = self.settings.lr
+        groups = self.deformation.param_groups(lr.deformation)
+        if self.settings.optimize_gaussians:
+            groups += [
+                {"params": [parameter], "lr": lr[name], "name": name} for name, parameter in self.model.params.items()
+            ]
+        return groups
+
+    def _schedule_means_lr(self) -> None:
+        """DG4D's exponential position schedule, lr.means -> lr.means_final; phi's rates stay constant (as DG4D's)."""
+        lr = self.settings.lr
+        for group in self.optimizer.param_groups:
+            if group.get("name") == "means":
+                group["lr"] = exponential_lr(self.step, lr.means, lr.means_final, self.settings.iterations)
+
     # ----- optimisation ---------------------------------------------------------------------
 
     def sample_frames(self) -> torch.Tensor:
@@ -130,39 +145,39 @@ class DynamicTrainer:
         return torch.randperm(self.num_frames, generator=self.generator)[:count].sort().values
 
     def sample_views(self, frames: torch.Tensor) -> ViewBatch:
-        """`views_per_frame` random orbit views for each frame in `frames` [B], grouped by frame."""
-        camera, size = self.cfg.static.camera, self.settings.render_size
-        count = self.settings.views_per_frame * len(frames)
+        """`views_per_frame` random orbit views for each frame in `frames` [B], grouped by frame, over white (DG4D)."""
+        camera, settings = self.cfg.static.camera, self.settings
+        size = render_size(self.step, settings.iterations, settings.novel_view_sizes)
+        count = settings.views_per_frame * len(frames)
         cameras, elevations, azimuths = sample_orbit_cameras(
-            count, self.generator, camera.elevation_range, camera.azimuth_range, camera.radius, camera.fovy, size, size
-        )
-        repeated = frames.repeat_interleave(self.settings.views_per_frame)  # [B * V]
-        return ViewBatch(cameras.to(self.device), elevations, azimuths, camera.radius, repeated)
+            count, self.generator, camera.elevation_range, camera.azimuth_range, camera.radius, camera.fovy,
+            size, size, reference_elevation=camera.elevation,
+        )  # fmt: skip
+        repeated = frames.repeat_interleave(settings.views_per_frame)  # [B * V]
+        backgrounds = WHITE.to(self.device).expand(count, 3)  # [B * V, 3]
+        return ViewBatch(cameras.to(self.device), elevations, azimuths, camera.radius, repeated, backgrounds)
 
     def render(self, frames: torch.Tensor, views: ViewBatch | None):
-        """Per frame, one rasteriser call for the reference view and that frame's novel views.
+        """Per frame, the reference view and (in a second call, at their own size) that frame's novel views.
 
         Returns reference renders [B, S, S, 3] and alphas [B, S, S, 1], then the novel views'
-        [B * V, S, S, 3] and [B * V, S, S, 1] (None without `views`).
+        [B * V, s, s, 3] and [B * V, s, s, 1] (None without `views`).
         """
-        per_view = self.settings.views_per_frame
-        outputs = []
+        per_view, backend = self.settings.views_per_frame, self.cfg.render.backend
+        reference, novel = [], []
         for index, gaussians in enumerate(self.deformed(frames)):
-            cameras = self.camera
+            reference.append(render_cameras(gaussians, self.camera, self.background[None], backend))
             if views is not None:
-                cameras = Cameras.concat(cameras, views.cameras[index * per_view : (index + 1) * per_view])
-            color, alpha, _ = rasterize(
-                **gaussians, viewmats=cameras.viewmats, Ks=cameras.Ks, width=cameras.width, height=cameras.height,
-                backgrounds=self.background.expand(len(cameras), 3), backend=self.cfg.render.backend,
-            )  # fmt: skip
-            outputs.append((color, alpha))
-        colors, alphas = torch.stack([c for c, _ in outputs]), torch.stack([a for _, a in outputs])  # [B, 1 + V, ...]
+                chosen = slice(index * per_view, (index + 1) * per_view)
+                novel.append(render_cameras(gaussians, views.cameras[chosen], views.backgrounds[chosen], backend))
+        colors, alphas = torch.cat([c for c, _ in reference]), torch.cat([a for _, a in reference])
         if views is None:
-            return colors[:, 0], alphas[:, 0], None, None
-        return colors[:, 0], alphas[:, 0], colors[:, 1:].flatten(0, 1), alphas[:, 1:].flatten(0, 1)
+            return colors, alphas, None, None
+        return colors, alphas, torch.cat([c for c, _ in novel]), torch.cat([a for _, a in novel])
 
     def train_step(self) -> dict[str, float]:
-        weights = self.cfg.loss
+        weights, iterations = self.cfg.loss, self.settings.iterations
+        self._schedule_means_lr()
         frames = self.sample_frames()
         views = self.sample_views(frames) if self.prior is not None else None
         renders, alphas, novel_renders, novel_alphas = self.render(frames, views)
@@ -174,11 +189,12 @@ class DynamicTrainer:
             "kml": self._keypoint_match(frames, renders) if weights.kml.weight > 0 else zero,
             "scl": self._consistency(frames) if weights.scl.weight > 0 else zero,
         }
-        total = weights.ref.rgb * losses["ref"] + pose_alignment_loss(
+        warmup = reference_warmup(self.step, iterations, weights.ref.warmup)
+        total = warmup * weights.ref.rgb * losses["ref"] + pose_alignment_loss(
             losses["kml"], losses["scl"], weights.kml.weight, weights.scl.weight
         )
         if views is not None:
-            losses["sds"] = self.prior.loss(novel_renders, novel_alphas, views, self.step / self.settings.iterations)
+            losses["sds"] = self.prior.loss(novel_renders, novel_alphas, views, step_ratio(self.step, iterations))
             total = total + weights.sds.weight * losses["sds"]
         self.optimizer.zero_grad(set_to_none=True)
         total.backward()
@@ -240,6 +256,15 @@ class DynamicTrainer:
         save_checkpoint(self.state_dict(), self.stage_dir / "checkpoint.pt")
 
 
+def render_cameras(gaussians: dict, cameras: Cameras, backgrounds: torch.Tensor, backend: str):
+    """Colours [C, H, W, 3] and alphas [C, H, W, 1] of activated `gaussians` at `cameras` over `backgrounds` [C, 3]."""
+    colors, alphas, _ = rasterize(
+        **gaussians, viewmats=cameras.viewmats, Ks=cameras.Ks, width=cameras.width, height=cameras.height,
+        backgrounds=backgrounds, backend=backend,
+    )  # fmt: skip
+    return colors, alphas
+
+
 def load_static_model(run_dir: Path) -> GaussianModel:
     path = run_dir / "static" / "checkpoint.pt"
     if not path.exists():
@@ -270,7 +295,7 @@ def finish(cfg: DictConfig, run_dir: Path, trainer: DynamicTrainer) -> None:
 
     size, camera, backend = cfg.image_size, cfg.static.camera, cfg.render.backend
     background = trainer.background
-    reference = reference_camera(size, size, camera.radius, camera.fovy).to(trainer.device)
+    reference = reference_camera(size, size, camera.radius, camera.fovy, camera.elevation).to(trainer.device)
     reference_video = torch.cat([render_views(g, reference, background, backend) for g in per_frame])
     (stage_dir / "renders").mkdir(exist_ok=True)
     write_video(stage_dir / "renders" / "reference.mp4", reference_video, fps=cfg.video.fps)
