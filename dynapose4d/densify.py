@@ -77,7 +77,7 @@ class Densifier:
         - gsplat multiplies the pixel gradient of each of its C cameras by (W/2, H/2) and
           by C, which undoes the 1/C each camera gets in a loss averaged over C views.
         So both accumulate, per visible Gaussian and view, the NDC gradient of that view's
-        own loss. tests/test_gaussians.py checks this against DreamGaussian's rule.
+        own loss. tests/test_recipe.py checks this against per-view NDC gradients.
         The one difference in kind: gsplat averages over every step since the last
         refinement, where DreamGaussian starts accumulating at `start`, so its first
         densification decides on a single step's gradients.

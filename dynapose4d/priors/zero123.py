@@ -75,10 +75,9 @@ class Zero123Prior:
 
     def camera_tokens(self, views: ViewBatch) -> torch.Tensor:
         """The UNet's cross-attention token per view [B, 1, D]: projected [CLIP embedding ; camera vector]."""
-        camera = zero123_camera_vector(
-            views.elevations, views.azimuths, views.radius, self.reference_elevation,
-            reference_radius=self.reference_radius, stable=self.stable,
-        )  # [B, 4]; a novel view at the reference distance has Δradius 0  # fmt: skip
+        # [B, 4] relative to this stage's reference camera: a novel view at its distance has Δradius 0.
+        reference = {"reference_elevation": self.reference_elevation, "reference_radius": self.reference_radius}
+        camera = zero123_camera_vector(views.elevations, views.azimuths, views.radius, **reference, stable=self.stable)
         embedding = self.image_embeddings[views.reference_indices()]  # [B, D]
         joined = torch.cat([embedding, camera.to(self.device, self.dtype)], dim=-1)[:, None]  # [B, 1, D + 4]
         return self.components.projection(joined)
