@@ -196,11 +196,25 @@ def test_dreamgaussian_gradient_threshold_needs_no_factor_for_a_loss_averaged_ov
     torch.testing.assert_close(state["grad2d"], expected_sum, rtol=1e-4, atol=1e-6)
 
 
-def test_static_stage_densifies_on_dreamgaussian_steps(tiny_synthetic_config, monkeypatch):
-    """Refinement at DreamGaussian's steps 100, 200, ... counted from 1: our 0-based steps 99, 199, ..."""
+def test_refinement_happens_on_dreamgaussian_steps():
+    """DreamGaussian refines at its steps 100, 200, ..., 500 counted from 1 (the static trainer passes step + 1)."""
     densifier = Densifier.from_dreamgaussian(**{**compose_config([]).static.densify, "stop": 500})
-    refine_steps = [step for step in range(1, 501) if densifier.is_refine_step(step)]
-    assert refine_steps == [100, 200, 300, 400, 500]
+    model = GaussianModel.from_sphere(4, 0.1, torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        model.params["opacities"].fill_(3.0)  # opaque and small: refinement keeps them all
+    optimizers = model.make_optimizers({"means": 0.0, "quats": 0.0, "scales": 0.0, "opacities": 0.0, "sh0": 0.0})
+    refined = []
+    for step in range(1, 501):
+        means2d = torch.zeros(1, 4, 2, requires_grad=True)
+        info = {"means2d": means2d, "radii": torch.ones(1, 4, 2), "width": 8, "height": 8, "n_cameras": 1,
+                "gaussian_ids": None}  # fmt: skip
+        densifier.step_pre_backward(model, optimizers, step, info)
+        (means2d * 0).sum().backward()  # no gradient: nothing grows
+        densifier.step_post_backward(model, optimizers, step, info)
+        if densifier.state["count"].sum() == 0:  # statistics restart after a refinement
+            refined.append(step)
+    assert refined == [100, 200, 300, 400, 500] and model.num_gaussians == 4
+    assert [step for step in range(1, 501) if densifier.is_refine_step(step)] == refined
 
 
 # ----- dynamic stage: DreamGaussian4D ---------------------------------------------------------
