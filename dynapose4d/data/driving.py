@@ -34,41 +34,66 @@ def save_keypoints(
     keypoints: torch.Tensor,  # [T, N, 2] on the driving frames
     frames: torch.Tensor,  # [T, H, W, 4] for the overlay
     fps: float,
+    visibility: torch.Tensor | None = None,  # [T, N] 1 visible, 0 lost; None = all visible
 ) -> None:
-    """support.json (the support format), keypoints.json (pixels, x right, y down) and overlay.mp4."""
+    """support.json (the support format), keypoints.json (pixels, x right, y down; visibility 1/0) and overlay.mp4."""
     stage_dir.mkdir(parents=True, exist_ok=True)
     save_support(stage_dir / "support.json", support)
+    if visibility is None:
+        visibility = torch.ones(keypoints.shape[:2])
     size = list(frames.shape[1:3])
-    (stage_dir / "keypoints.json").write_text(
-        json.dumps({"names": support.names, "image_size": size, "keypoints": keypoints.tolist()})
-    )
-    overlay = draw_keypoints(_on_white(frames), keypoints, support.skeleton)
+    data = {"names": support.names, "image_size": size, "keypoints": keypoints.tolist(),
+            "visibility": visibility.round().int().tolist()}  # fmt: skip
+    (stage_dir / "keypoints.json").write_text(json.dumps(data))
+    overlay = draw_keypoints(_on_white(frames), keypoints, support.skeleton, visibility)
     write_video(stage_dir / "overlay.mp4", overlay, fps=fps)
 
 
-def load_keypoints(run_dir: Path) -> tuple[SupportKeypoints, torch.Tensor]:
-    """(support keypoints, per-frame keypoints [T, N, 2]) written by the keypoints stage."""
+def load_keypoints(run_dir: Path) -> tuple[SupportKeypoints, torch.Tensor, torch.Tensor]:
+    """(support keypoints, per-frame keypoints [T, N, 2], visibility [T, N]) written by the keypoints stage.
+
+    Files written before visibility existed have none: every point is then visible.
+    """
     directory = run_dir / "keypoints"
     if not (directory / "keypoints.json").exists():
         raise DynaPoseError(f"no keypoints in {directory}: run the keypoints stage first")
     data = json.loads((directory / "support.json").read_text())
     support = load_support(directory / "support.json", tuple(data["image_size"]))
-    keypoints = json.loads((directory / "keypoints.json").read_text())["keypoints"]
-    return support, torch.tensor(keypoints)
+    written = json.loads((directory / "keypoints.json").read_text())
+    keypoints = torch.tensor(written["keypoints"])  # [T, N, 2]
+    if "visibility" in written:
+        visibility = torch.tensor(written["visibility"]).float()  # [T, N]
+    else:
+        visibility = torch.ones(keypoints.shape[:2])  # written before visibility existed
+    if visibility.shape != keypoints.shape[:2]:
+        raise DynaPoseError(
+            f"{directory / 'keypoints.json'}: visibility {list(visibility.shape)} does not match "
+            f"keypoints {list(keypoints.shape)}"
+        )
+    return support, keypoints, visibility
 
 
-def draw_keypoints(frames: torch.Tensor, keypoints: torch.Tensor, skeleton: list[tuple[int, int]] = ()) -> torch.Tensor:
-    """Green skeleton lines and red square markers of keypoints [T, N, 2] on RGB frames [T, H, W, 3]."""
+def draw_keypoints(
+    frames: torch.Tensor,  # [T, H, W, 3]
+    keypoints: torch.Tensor,  # [T, N, 2]
+    skeleton: list[tuple[int, int]] = (),
+    visibility: torch.Tensor | None = None,  # [T, N]; lost points and their bones are not drawn
+) -> torch.Tensor:
+    """Green skeleton lines and red square markers of the visible keypoints on RGB frames [T, H, W, 3]."""
     import cv2
 
+    if visibility is None:
+        visibility = torch.ones(keypoints.shape[:2])
     drawn = []
-    for frame, points in zip(to_uint8(frames), keypoints.floor().long().tolist()):
+    for frame, points, shown in zip(to_uint8(frames), keypoints.floor().long().tolist(), visibility.bool().tolist()):
         canvas = frame.copy()
         for i, j in skeleton:
-            cv2.line(canvas, tuple(points[i]), tuple(points[j]), (0, 200, 0), 1, cv2.LINE_AA)
-        for x, y in points:
-            corner = MARKER_RADIUS
-            cv2.rectangle(canvas, (x - corner, y - corner), (x + corner, y + corner), (255, 0, 0), -1)
+            if shown[i] and shown[j]:
+                cv2.line(canvas, tuple(points[i]), tuple(points[j]), (0, 200, 0), 1, cv2.LINE_AA)
+        for (x, y), visible in zip(points, shown):
+            if visible:
+                corner = MARKER_RADIUS
+                cv2.rectangle(canvas, (x - corner, y - corner), (x + corner, y + corner), (255, 0, 0), -1)
         drawn.append(torch.from_numpy(canvas).float() / 255)
     return torch.stack(drawn)
 

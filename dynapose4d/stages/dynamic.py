@@ -97,8 +97,9 @@ class DynamicTrainer:
 
     def _prepare_keypoint_match(self, run_dir: Path, scale: float) -> None:
         """Driving keypoints at render size, and the lifted support points or the detector KML compares them to."""
-        support, keypoints = load_keypoints(run_dir)
+        support, keypoints, visibility = load_keypoints(run_dir)
         self.keypoints = (keypoints * scale).to(self.device)  # [T, N, 2]
+        self.keypoint_visibility = visibility.to(self.device)  # [T, N] 0 where tracking lost a point
         points = (support.points * self.settings.render_size / support.image_size[1]).to(self.device)  # [N, 2]
         if self.cfg.loss.kml.mode == "lift":
             self.lifted_keypoints = self._lift(points)  # [N, 3]
@@ -213,7 +214,8 @@ class DynamicTrainer:
             )
         else:
             predicted = self.detector(renders)  # [B, N, 2]
-        return keypoint_match_loss(predicted, self.keypoints[frames], self.camera.width)
+        visibility = self.keypoint_visibility[frames]  # [B, N]
+        return keypoint_match_loss(predicted, self.keypoints[frames], self.camera.width, visibility)
 
     def _consistency(self, frames: torch.Tensor) -> torch.Tensor:
         """L_SCL over each sampled frame and the next one (the last frame has no successor)."""

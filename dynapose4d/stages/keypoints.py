@@ -6,6 +6,9 @@ Sources (`keypoints=<source>`):
   poseanything  PoseAnything, one-shot: the support keypoints on the input image (from
                 `keypoints.support`, or placed automatically on its mask) are found again
                 in every frame;
+  track         no weights: the support keypoints (as for poseanything) followed through the
+                driving video with pyramidal Lucas-Kanade; points that fail its forward-backward
+                check are written with visibility 0, and KML skips them (see keypoint_tracking.py);
   oracle        the synthetic subject's joints, projected.
 """
 
@@ -17,14 +20,15 @@ from omegaconf import DictConfig
 
 from ..checkpoint import mark_done
 from ..data.driving import load_driving_frames, save_keypoints
-from ..data.image import WHITE, composite
+from ..data.image import WHITE, composite, resize_square
 from ..data.inputs import check_source, load_reference, synthetic_sample
 from ..data.support import SupportKeypoints, automatic_support, load_support
+from ..keypoint_tracking import TrackSettings, track_points
 from ..pretrained import PretrainedModel, resolve_pretrained
 
 log = logging.getLogger(__name__)
 NAME = "keypoints"
-SOURCES = ("poseanything", "oracle")
+SOURCES = ("poseanything", "track", "oracle")
 POSEANYTHING_DOWNLOAD = (
     "the PoseAnything README (github.com/orhir/PoseAnything): the 1-shot Swin 'Small' split-1 model, "
     "https://drive.google.com/file/d/1RT1Q8AMEa1kj6k9ZqrtWIKyuR4Jn4Pqc (1shot-swin_graph_split1.pth)"
@@ -38,20 +42,33 @@ def poseanything_weights(checkpoint: str | None) -> PretrainedModel:
 
 
 def check(cfg: DictConfig) -> list[PretrainedModel]:
-    if check_source(cfg, NAME, SOURCES) == "poseanything":
+    source = check_source(cfg, NAME, SOURCES)
+    if source == "poseanything":
         return [poseanything_weights(cfg.keypoints.checkpoint)]
+    if source == "track":
+        track_settings(cfg).check()  # a bad setting stops the run before anything is written
     return []
+
+
+def track_settings(cfg: DictConfig) -> TrackSettings:
+    settings = cfg.keypoints
+    return TrackSettings(settings.window, settings.levels, settings.fb_threshold)
 
 
 def run(cfg: DictConfig, run_dir: Path, device: torch.device) -> None:
     frames = load_driving_frames(run_dir)  # [T, H, W, 4]
-    if check_source(cfg, NAME, SOURCES) == "oracle":
+    source = check_source(cfg, NAME, SOURCES)
+    visibility = None  # all visible, except where tracking loses points
+    if source == "oracle":
         support, keypoints = oracle_keypoints(cfg, run_dir)
+    elif source == "track":
+        support = support_keypoints(cfg, run_dir)
+        keypoints, visibility = tracked_keypoints(cfg, run_dir, support, frames)
     else:
         support = support_keypoints(cfg, run_dir)
         detector = load_detector(cfg, run_dir, support, device)
         keypoints = detector.detect(composite(frames, WHITE).to(device), cfg.keypoints.batch_size).cpu()
-    save_keypoints(run_dir / NAME, support, keypoints, frames, cfg.video.fps)
+    save_keypoints(run_dir / NAME, support, keypoints, frames, cfg.video.fps, visibility)
     mark_done(run_dir / NAME)
 
 
@@ -60,6 +77,24 @@ def oracle_keypoints(cfg: DictConfig, run_dir: Path) -> tuple[SupportKeypoints, 
     bones = [(parent, joint) for joint, parent in enumerate(sample.parents) if joint > 0]
     size = tuple(sample.image.shape[:2])
     return SupportKeypoints(sample.support_keypoints, bones, list(sample.joint_names), size), sample.keypoints
+
+
+def tracked_keypoints(
+    cfg: DictConfig, run_dir: Path, support: SupportKeypoints, frames: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Support points followed from the reference image through the frames [T, H, W, 4]: ([T, N, 2], [T, N]).
+
+    The reference comes first in the tracked sequence because a generated video's first frame
+    need not equal it; the support points are rescaled to the frames' size.
+    """
+    size = frames.shape[1]
+    reference = resize_square(load_reference(run_dir), size)  # [H, W, 4]
+    points = support.points * size / support.image_size[1]  # [N, 2] in frame pixels
+    sequence = composite(torch.cat([reference[None], frames]), WHITE)  # [1 + T, H, W, 3]
+    tracked, visibility = track_points(sequence, points, track_settings(cfg))
+    lost = 1 - visibility[-1].mean().item()
+    log.info("keypoints: tracking lost %.0f%% of the points by the last frame", 100 * lost)
+    return tracked[1:], visibility[1:]
 
 
 def support_keypoints(cfg: DictConfig, run_dir: Path) -> SupportKeypoints:
