@@ -11,8 +11,8 @@ from omegaconf import DictConfig
 from .checkpoint import DONE, is_done
 from .data.inputs import input_dir, read_inputs, write_inputs
 from .errors import DynaPoseError
-from .pretrained import resolve_pretrained
 from .run_dir import attach_log_file, prepare_run_dir, resolve_run_dir
+from .weights import point_rembg_at, require_weights, use_weights_dir
 
 log = logging.getLogger(__name__)
 SUPERSEDED = "superseded"  # <run_dir>/superseded/<time>/<stage>: outputs made from a stage that was redone
@@ -32,11 +32,17 @@ def stage_modules() -> dict:
 
 
 def check_stages(cfg: DictConfig, run_dir: Path, stages, redo: list[str]) -> None:
-    """Fail before any training when a stage still to run is misconfigured or lacks its weights."""
-    for name, stage in stages.items():
-        if name in cfg.stages and (name in redo or not is_done(run_dir / name)):
-            for model in stage.check(cfg):
-                resolve_pretrained(model)
+    """Fail before any training when a stage still to run is misconfigured or lacks its weights.
+
+    Every stage's settings are checked first, then every weight, so one message names all the
+    missing models. Models found in weights_dir are used from there: their config keys in `cfg`
+    are pointed at the copies, so the stages load what was checked.
+    """
+    pending = [
+        stage for name, stage in stages.items() if name in cfg.stages and (name in redo or not is_done(run_dir / name))
+    ]
+    models = [model for stage in pending for model in stage.check(cfg)]
+    require_weights(use_weights_dir(cfg, models), cfg.weights_dir)
 
 
 def outdated_stages(cfg: DictConfig, run_dir: Path, stages) -> tuple[list[str], str | None]:
@@ -89,6 +95,7 @@ def run(cfg: DictConfig, overrides: list[str] | None = None) -> Path:
     device = resolve_device(cfg.device)
     run_dir = resolve_run_dir(cfg)
     # Inputs, settings and weights first: a bad input or a missing download fails before a run directory exists.
+    point_rembg_at(cfg.weights_dir)  # before the input image, which rembg may cut out
     inputs = None if is_done(input_dir(run_dir)) else read_inputs(cfg)
     redo, reason = outdated_stages(cfg, run_dir, stages)
     check_stages(cfg, run_dir, stages, redo)

@@ -2,8 +2,9 @@
 
 Every model the pipeline loads (Zero123, Stable Video Diffusion, ...) goes through
 `resolve_pretrained`, so a missing download fails the same way everywhere: at once,
-before any training, with one message that says what to download, under which licence,
-and which config key takes the local path.
+before any training, with a message that says what to download, under which licence,
+and which config key takes the local path. It raises MissingWeights, which the pre-flight
+(weights.require_weights) gathers over every model into one message.
 """
 
 from dataclasses import dataclass
@@ -28,6 +29,16 @@ class PretrainedModel:
         return self.location is not None and Path(self.location).expanduser().exists()
 
 
+class MissingWeights(DynaPoseError):
+    """`model` is neither on disk nor fetchable. The message says what to do for this model alone;
+    `reason` is the short why, for the pre-flight's one message about every missing model."""
+
+    def __init__(self, model: PretrainedModel, reason: str, message: str):
+        super().__init__(message)
+        self.model = model
+        self.reason = reason
+
+
 def resolve_pretrained(model: PretrainedModel, local_only: bool = False) -> Path:
     """The local path holding `model`: the path itself, the hub cache, or a fresh download.
 
@@ -36,9 +47,11 @@ def resolve_pretrained(model: PretrainedModel, local_only: bool = False) -> Path
     if model.is_local:
         return Path(model.location).expanduser()
     if model.download is not None:
-        raise DynaPoseError(manual_download_message(model))
-    if _looks_like_path(model.location):
-        raise DynaPoseError(f"{model.config_key}={model.location!r}: no such directory")
+        reason = f"{model.config_key} is not set" if model.location is None else f"{model.location!r} does not exist"
+        raise MissingWeights(model, reason, manual_download_message(model))
+    if looks_like_path(model.location):
+        reason = f"{model.location!r}: no such directory"
+        raise MissingWeights(model, reason, f"{model.config_key}={reason}")
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import HfHubHTTPError, HFValidationError, LocalEntryNotFoundError
 
@@ -48,15 +61,20 @@ def resolve_pretrained(model: PretrainedModel, local_only: bool = False) -> Path
         except LocalEntryNotFoundError:
             if local_only:
                 raise
-            if model.files is not None:
-                return Path(snapshot_download(model.location, allow_patterns=list(model.files)))
-            return Path(snapshot_download(model.location, ignore_patterns=["*.ckpt"]))
+            return Path(snapshot_download(model.location, **download_patterns(model)))
     except (HfHubHTTPError, HFValidationError, OSError) as error:
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise DynaPoseError(missing_weights_message(model, reason)) from None
+        raise MissingWeights(model, reason, missing_weights_message(model, reason)) from None
 
 
-def _looks_like_path(location: str) -> bool:
+def download_patterns(model: PretrainedModel) -> dict:
+    """`snapshot_download`'s file filter for `model`: its own files, or all but the single-file *.ckpt copies."""
+    if model.files is not None:
+        return {"allow_patterns": list(model.files)}
+    return {"ignore_patterns": ["*.ckpt"]}
+
+
+def looks_like_path(location: str) -> bool:
     """Hub ids are exactly `owner/name`; anything else a user types is meant as a path."""
     return location.startswith(("/", ".", "~")) or location.count("/") != 1
 

@@ -36,3 +36,11 @@ def test_weights_off_the_hub_say_where_to_download_them(location, offline_hub):
     with pytest.raises(DynaPoseError) as error:
         resolve_pretrained(replace(MANUAL, location=location))
     assert "https://example.org/weights" in str(error.value) and "stage.checkpoint=" in str(error.value)
+
+
+def test_a_miss_carries_the_model_and_a_short_reason_for_the_combined_message(offline_hub):
+    from dynapose4d.pretrained import MissingWeights
+
+    with pytest.raises(MissingWeights) as error:
+        resolve_pretrained(MANUAL)
+    assert error.value.model == MANUAL and error.value.reason == "stage.checkpoint is not set"

@@ -1,0 +1,194 @@
+"""weights_dir=: every model from one directory; the pre-flight names every missing model in one message."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from dynapose4d.errors import DynaPoseError
+from dynapose4d.pipeline import check_stages, run, stage_modules
+from dynapose4d.weights import point_rembg_at
+from tests.conftest import compose_config
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def write_rgba(path: Path) -> Path:
+    pixels = np.zeros((40, 60, 4), dtype=np.uint8)
+    pixels[10:30, 20:40] = (200, 80, 40, 255)  # an orange box on a transparent canvas
+    Image.fromarray(pixels, "RGBA").save(path)
+    return path
+
+
+@pytest.fixture
+def weights_tree(tmp_path, tiny_zero123_dir, tiny_svd_dir, tiny_cape_checkpoint) -> Path:
+    """A weights directory laid out as download_weights.py lays it out, holding the tiny random models."""
+    root = tmp_path / "weights"
+    (root / "poseanything").mkdir(parents=True)
+    (root / "zero123-xl").symlink_to(tiny_zero123_dir)
+    (root / "svd-img2vid").symlink_to(tiny_svd_dir)
+    (root / "poseanything" / "1shot-swin_graph_split1.pth").symlink_to(tiny_cape_checkpoint)
+    return root
+
+
+def default_config(tmp_path: Path, *extra: str):
+    """The default pipeline (Zero123, SVD, PoseAnything) on a real RGBA image."""
+    image = write_rgba(tmp_path / "box.png")
+    return compose_config([f"image={image}", f"output_dir={tmp_path / 'outputs'}", *extra])
+
+
+def test_weights_dir_resolves_every_model_of_the_default_pipeline(tmp_path, weights_tree, offline_hub):
+    from dynapose4d.priors.cape.model import load_cape_checkpoint
+    from dynapose4d.priors.svd import load_svd
+    from dynapose4d.priors.zero123_model import load_zero123
+
+    cfg = default_config(tmp_path, f"weights_dir={weights_tree}")
+    check_stages(cfg, tmp_path / "run", stage_modules(), redo=[])  # offline, empty hub cache: all from weights_dir
+    assert cfg.static.model == cfg.dynamic.model == str(weights_tree / "zero123-xl")
+    assert cfg.video.model == str(weights_tree / "svd-img2vid")
+    assert cfg.keypoints.checkpoint == str(weights_tree / "poseanything" / "1shot-swin_graph_split1.pth")
+    # What the stages load from those keys are the real formats.
+    load_zero123(Path(cfg.static.model), torch.device("cpu"), torch.float32)
+    load_svd(cfg.video.model, torch.device("cpu"), local_only=True)
+    load_cape_checkpoint(cfg.keypoints.checkpoint)
+
+
+def test_per_model_keys_win_over_weights_dir(tmp_path, weights_tree, tiny_zero123_dir, offline_hub):
+    own = tmp_path / "my-zero123"
+    own.symlink_to(tiny_zero123_dir)
+    cfg = default_config(tmp_path, f"weights_dir={weights_tree}", f"static.model={own}", "stages=[static]")
+    check_stages(cfg, tmp_path / "run", stage_modules(), redo=[])
+    assert cfg.static.model == str(own)
+
+
+def test_all_missing_weights_are_named_at_once_before_any_run_directory(tmp_path, offline_hub):
+    cfg = default_config(tmp_path)
+    with pytest.raises(DynaPoseError) as error:
+        run(cfg)
+    message = str(error.value)
+    own_copy = {
+        "Zero123-XL": "static.model=/path/to/it, dynamic.model",
+        "Stable Video Diffusion": "video.model",
+        "PoseAnything": "keypoints.checkpoint",
+    }
+    for name, keys in own_copy.items():
+        assert f"- {name}: " in message and f"your own copy: {keys}=/path/to/it" in message
+    assert "ashawkey/zero123-xl-diffusers" in message and "hf auth login" in message and "drive.google.com" in message
+    assert "scripts/download_weights.py --dir weights --only zero123,svd,poseanything" in message
+    assert "weights_dir=weights" in message
+    assert not (tmp_path / "outputs").exists()
+
+
+def test_models_missing_from_weights_dir_are_fetched_into_it(tmp_path, offline_hub):
+    cfg = default_config(tmp_path, f"weights_dir={tmp_path / 'empty'}", "stages=[static,video]")
+    with pytest.raises(DynaPoseError, match=f"--dir {tmp_path / 'empty'} --only zero123,svd\n"):
+        run(cfg)
+
+
+def test_a_wrong_path_is_named_but_not_offered_for_download(tmp_path, offline_hub):
+    cfg = default_config(tmp_path, f"static.model={tmp_path / 'nope'}", "stages=[static,video]")
+    with pytest.raises(DynaPoseError) as error:
+        run(cfg)
+    assert f"'{tmp_path / 'nope'}': no such directory" in str(error.value)
+    assert "--only svd\n" in str(error.value)
+
+
+def test_train_script_prints_the_one_message_without_a_traceback(tmp_path):
+    image = write_rgba(tmp_path / "box.png")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(tmp_path / "empty-cache")}
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "train.py"), f"image={image}", f"output_dir={tmp_path / 'out'}"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300, env=env,
+    )  # fmt: skip
+    assert result.returncode != 0 and "Traceback" not in result.stderr + result.stdout
+    assert "3 pretrained model(s) missing" in result.stderr and "download_weights.py" in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_rembg_reads_its_model_from_weights_dir_unless_u2net_home_is_set(tmp_path, monkeypatch):
+    (tmp_path / "rembg").mkdir()
+    (tmp_path / "rembg" / "u2net.onnx").write_bytes(b"")
+    monkeypatch.setenv("U2NET_HOME", "")  # restored (unset or as it was) after the test
+    monkeypatch.delenv("U2NET_HOME")
+    point_rembg_at(str(tmp_path))
+    assert os.environ["U2NET_HOME"] == str(tmp_path / "rembg")
+    monkeypatch.setenv("U2NET_HOME", "/mine")
+    point_rembg_at(str(tmp_path))
+    assert os.environ["U2NET_HOME"] == "/mine"
+
+
+def download_weights(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}  # a dry run must not need the network
+    script = ROOT / "scripts" / "download_weights.py"
+    return subprocess.run([sys.executable, str(script), *args], cwd=cwd, capture_output=True, text=True, env=env)
+
+
+def test_dry_run_names_every_model_and_the_offline_setting_without_downloading(tmp_path):
+    from dynapose4d.weights import CATALOGUE
+
+    result = download_weights("--dry-run", "--eval", "--dir", "w", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    for weights in [CATALOGUE[key] for key in ("zero123", "svd", "poseanything", "rembg", "clip", "i3d", "lpips")]:
+        assert f"{weights.model.name} [{weights.key}], {weights.size}" in result.stdout
+        assert weights.model.licence in result.stdout and str(tmp_path / "w" / weights.path) in result.stdout
+    assert "hf auth login" in result.stdout and f"weights_dir={tmp_path / 'w'} " in result.stdout
+    assert not (tmp_path / "w").exists()
+
+
+def test_an_unknown_model_in_only_is_one_clean_line(tmp_path):
+    result = download_weights("--dry-run", "--only", "zero123,zero9000", cwd=tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "unknown model(s) in --only: zero9000" in result.stderr
+
+
+class FakeReply:
+    """requests' streamed reply to a GET with a Range header, from bytes in memory."""
+
+    def __init__(self, data: bytes, headers: dict):
+        start = int(headers["Range"].removeprefix("bytes=").rstrip("-")) if "Range" in headers else 0
+        self.status_code = 206 if start else 200
+        self.body = data[start:]
+        self.headers = {"content-length": str(len(self.body))}
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def raise_for_status(self):
+        pass
+
+    def iter_content(self, chunk_size):
+        return [self.body[i : i + chunk_size] for i in range(0, len(self.body), chunk_size)]
+
+
+def test_a_file_download_resumes_from_its_part_file(tmp_path, monkeypatch):
+    import requests
+
+    from dynapose4d.weights import fetch_file
+
+    data = bytes(range(256)) * 100
+    asked = []
+    monkeypatch.setattr(requests, "get", lambda url, headers, **kw: asked.append(headers) or FakeReply(data, headers))
+    target = tmp_path / "rembg" / "u2net.onnx"
+    target.parent.mkdir()
+    target.with_name("u2net.onnx.part").write_bytes(data[:1000])  # what an interrupted run left
+    fetch_file("https://example.org/u2net.onnx", target, "rembg")
+    assert asked == [{"Range": "bytes=1000-"}] and target.read_bytes() == data
+    assert not target.with_name("u2net.onnx.part").exists()
+
+
+def test_a_web_page_instead_of_a_checkpoint_is_refused(tmp_path):
+    from dynapose4d.weights import CATALOGUE, refuse_web_page
+
+    page = tmp_path / "model.pth"
+    page.write_bytes(b"<!DOCTYPE html><html>Google Drive can't scan this file</html>")
+    with pytest.raises(DynaPoseError, match="sent a web page.*download it by hand"):
+        refuse_web_page(page, CATALOGUE["poseanything"].model)
+    assert not page.exists()
