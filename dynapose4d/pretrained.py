@@ -1,4 +1,4 @@
-"""Pretrained weights: a Hugging Face repo id or a local directory -> a local directory.
+"""Pretrained weights: a Hugging Face repo id, a direct https URL or a local path -> a local path.
 
 Every model the pipeline loads (Zero123, Stable Video Diffusion, ...) goes through
 `resolve_pretrained`, so a missing download fails the same way everywhere: at once,
@@ -18,10 +18,10 @@ class PretrainedModel:
     """Where a model comes from, and how a user points the pipeline at their own copy."""
 
     name: str  # what the user knows it as, e.g. "Zero123-XL"
-    location: str | None  # hub repo id, or a local directory or file; None when only a manual download will do
+    location: str | None  # hub repo id, https URL of one file, or a local directory or file; None: manual download
     config_key: str  # the config key that takes a local path, e.g. "static.model"
     licence: str
-    download: str | None = None  # where to get weights that are not on the hub (then only local paths work)
+    download: str | None = None  # where to get weights off the hub (then only local paths and URLs work)
     files: tuple[str, ...] | None = None  # the repo files to fetch (glob patterns); None: all but *.ckpt
 
     @property
@@ -40,12 +40,14 @@ class MissingWeights(DynaPoseError):
 
 
 def resolve_pretrained(model: PretrainedModel, local_only: bool = False) -> Path:
-    """The local path holding `model`: the path itself, the hub cache, or a fresh download.
+    """The local path holding `model`: the path itself, the hub or torch hub cache, or a fresh download.
 
     `local_only` never touches the network (also implied by HF_HUB_OFFLINE=1).
     """
     if model.is_local:
         return Path(model.location).expanduser()
+    if is_url(model.location):
+        return resolve_url(model, local_only)
     if model.download is not None:
         reason = f"{model.config_key} is not set" if model.location is None else f"{model.location!r} does not exist"
         raise MissingWeights(model, reason, manual_download_message(model))
@@ -65,6 +67,42 @@ def resolve_pretrained(model: PretrainedModel, local_only: bool = False) -> Path
     except (HfHubHTTPError, HFValidationError, OSError) as error:
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise MissingWeights(model, reason, missing_weights_message(model, reason)) from None
+
+
+def is_url(location: str | None) -> bool:
+    return location is not None and location.startswith(("https://", "http://"))
+
+
+def url_cache(url: str) -> Path:
+    """Where a direct download is kept: torch hub's checkpoints directory, as torch.hub names its own files."""
+    import torch.hub
+
+    return Path(torch.hub.get_dir()) / "checkpoints" / url.split("?")[0].rsplit("/", 1)[-1]
+
+
+def resolve_url(model: PretrainedModel, local_only: bool) -> Path:
+    """The cached copy of the file at `model.location`, downloaded first (resumably) when online."""
+    from huggingface_hub import constants
+
+    from .weights import fetch_file  # weights imports this module: a top-level import would be circular
+
+    target = url_cache(model.location)
+    if target.exists():
+        return target
+    if local_only or constants.HF_HUB_OFFLINE:
+        reason = f"not in {target.parent} and offline"
+    else:
+        try:
+            fetch_file(model.location, target, model.name)
+            return target
+        except DynaPoseError as error:
+            reason = str(error)
+    message = (
+        f"{model.name} weights are not available ({reason}).\n"
+        f"  Download {model.location} (licence: {model.licence}) on a machine with internet access,\n"
+        f"  then pass the file with {model.config_key}=/path/to/it"
+    )
+    raise MissingWeights(model, reason, message)
 
 
 def download_patterns(model: PretrainedModel) -> dict:

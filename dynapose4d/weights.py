@@ -9,7 +9,7 @@
 | stable_zero123 | stable-zero123/                          | ashawkey/stable-zero123-diffusers | static/dynamic.model |
 | svd            | svd-img2vid/ (fp16 only)                 | stabilityai/…-img2vid             | video.model          |
 | svd_xt         | svd-img2vid-xt/ (fp16 only)              | stabilityai/…-img2vid-xt          | video.model          |
-| poseanything   | poseanything/1shot-swin_graph_split1.pth | Google Drive                      | keypoints.checkpoint |
+| poseanything   | poseanything/demo_b.pth                  | PoseAnything's GitHub release     | keypoints.checkpoint |
 | rembg          | rembg/u2net.onnx                         | rembg's GitHub release            | U2NET_HOME           |
 | clip (--eval)  | clip-vit-base-patch32/                   | openai/clip-vit-base-patch32      | eval.py clip_model   |
 | i3d (--eval)   | i3d/i3d_torchscript.pt                   | Dropbox (StyleGAN-V)              | eval.py fvd_i3d      |
@@ -23,6 +23,7 @@ it is. The eval models are not read from weights_dir (eval.py has its own keys);
 script prints the settings that point eval.py at them.
 """
 
+import hashlib
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
@@ -37,15 +38,11 @@ from .eval.fvd import I3D_DOWNLOAD, i3d_weights
 from .pretrained import MissingWeights, PretrainedModel, download_patterns, looks_like_path, resolve_pretrained
 from .priors import ZERO123_MODELS
 from .priors.svd import SVD_MODELS
-from .stages.keypoints import poseanything_weights
+from .stages.keypoints import POSEANYTHING_RELEASE, poseanything_weights
 
 DEFAULT_DIR = "weights"
 SCRIPT = "python scripts/download_weights.py"
 LOGIN = "gated: accept its licence on that page while logged in, then run `hf auth login` here"
-# PoseAnything's 1-shot Swin-S split-1 checkpoint; usercontent with confirm=t skips Drive's "cannot scan" page.
-POSEANYTHING_URL = (
-    "https://drive.usercontent.google.com/download?id=1RT1Q8AMEa1kj6k9ZqrtWIKyuR4Jn4Pqc&export=download&confirm=t"
-)
 LPIPS_VGG_URL = "https://download.pytorch.org/models/vgg16-397923af.pth"
 
 
@@ -76,8 +73,8 @@ def _svd(key: str, path: str) -> Weights:
 PIPELINE = (
     Weights("zero123", ZERO123_MODELS["zero123"], "zero123-xl", "about 5 GB"),
     _svd("svd", "svd-img2vid"),
-    Weights("poseanything", poseanything_weights(None), "poseanything/1shot-swin_graph_split1.pth",
-            "not published (the progress bar shows it)", url=POSEANYTHING_URL),
+    Weights("poseanything", poseanything_weights(POSEANYTHING_RELEASE), "poseanything/demo_b.pth",
+            "not published (the progress bar shows it)", url=POSEANYTHING_RELEASE),
     Weights("rembg", PretrainedModel("rembg U²-Net", None, "U2NET_HOME", "MIT (rembg); U²-Net: Apache-2.0",
                                      download=REMBG_MODEL_URL), f"rembg/{REMBG_MODEL}.onnx", "176 MB",
             url=REMBG_MODEL_URL),
@@ -235,7 +232,10 @@ def fetch_hub_repo(model: PretrainedModel, target: Path) -> None:
 
 
 def fetch_file(url: str, target: Path, name: str) -> None:
-    """`url` into `target`, through `<target>.part`: a rerun asks only for the bytes still missing."""
+    """`url` into `target`, through `<target>.part`: a rerun asks only for the bytes still missing.
+
+    The finished file's SHA-256 is recorded next to it (`<target>.sha256`, sha256sum's format).
+    """
     import requests
     from tqdm import tqdm
 
@@ -258,6 +258,13 @@ def fetch_file(url: str, target: Path, name: str) -> None:
     except requests.RequestException as error:
         raise DynaPoseError(f"{name}: downloading {url} failed ({_first_line(error)}); rerun to resume") from None
     partial.rename(target)
+    record_checksum(target)
+
+
+def record_checksum(path: Path) -> None:
+    with open(path, "rb") as file:
+        digest = hashlib.file_digest(file, "sha256").hexdigest()
+    path.with_name(path.name + ".sha256").write_text(f"{digest}  {path.name}\n")
 
 
 def refuse_web_page(path: Path, model: PretrainedModel) -> None:

@@ -10,11 +10,13 @@ import torch
 
 from dynapose4d.errors import DynaPoseError
 from dynapose4d.priors.cape import (
+    CapeDetector,
     build_cape,
     cape_from_state_dict,
     load_cape_checkpoint,
     resize_pad,
     support_heatmaps,
+    variant_of,
 )
 from dynapose4d.priors.cape.transformer import GCNLayer, adjacency_from_skeleton
 
@@ -29,6 +31,49 @@ def official_small_shapes() -> dict[str, tuple[int, ...]]:
             key, shape = line.split()
             shapes[key] = tuple(int(n) for n in shape.split(","))
     return shapes
+
+
+# Pre-February-2024 Base (research notes, 'History'): window buffers of SwinV2-B/224 with window 14.
+BASE_WINDOW_BUFFERS = {
+    "relative_coords_table": {(1, 31, 31, 2): (1, 27, 27, 2), (1, 15, 15, 2): (1, 13, 13, 2)},
+    "relative_position_index": {(256, 256): (196, 196), (64, 64): (49, 49)},
+    "attn_mask": {(16, 256, 256): (16, 196, 196), (4, 256, 256): (4, 196, 196)},
+}
+
+
+def base_shape(key: str, shape: tuple[int, ...]) -> tuple[int, ...]:
+    """A Small key's shape in the Base layout, from the stated differences alone (not from our model)."""
+    name = key.split(".")[-1]
+    if name in BASE_WINDOW_BUFFERS:
+        return BASE_WINDOW_BUFFERS[name][shape]
+    if key == "backbone.patch_embed.proj.weight":
+        return (128, 3, 4, 4)
+    if key.startswith("backbone."):
+        # Widths 96*2^s and heads 3*2^s both grow by 4/3 (embed 128, heads 4*2^s); 512, 2, 1000 do not.
+        return tuple(n * 4 // 3 if n % 3 == 0 else n for n in shape)
+    if "in_proj" in key:
+        return shape  # 3 x d_model, unchanged
+    # in_channels and dim_feedforward 768 -> 1024 (the GCN's two kernels: 1536 -> 2048).
+    return tuple({768: 1024, 1536: 2048}.get(n, n) for n in shape)
+
+
+def official_base_shapes() -> dict[str, tuple[int, ...]]:
+    shapes = {key: base_shape(key, shape) for key, shape in official_small_shapes().items()}
+    return shapes | {"backbone.upsample.weight": (1024, 1024, 2, 2), "backbone.upsample.bias": (1024,)}
+
+
+def tiny_checkpoint(shapes: dict[str, tuple[int, ...]], path: Path) -> Path:
+    """Random weights in this layout, a few bytes each: every tensor is one stored value, expanded."""
+    state = {}
+    for key, shape in shapes.items():
+        dtype = torch.int64 if key.endswith("relative_position_index") else torch.float32
+        state[key] = torch.rand(1).to(dtype).expand(shape)
+    torch.save({"meta": {"epoch": 1}, "state_dict": state}, path)
+    return path
+
+
+def meta_state(shapes: dict[str, tuple[int, ...]]) -> dict[str, torch.Tensor]:
+    return {key: torch.empty(shape, device="meta") for key, shape in shapes.items()}
 
 
 def stage2_blocks(keys) -> int:
@@ -196,9 +241,60 @@ def test_state_dict_problems_are_reported(tiny_model):
     assert "unexpected (1): keypoint_head.extra.weight" in message
     assert "wrong shape (1): backbone.norm.weight" in message
 
-    old_base = dict(state, **{"backbone.upsample.weight": torch.zeros(1)})
-    with pytest.raises(DynaPoseError, match="SwinV2-B/224"):
-        cape_from_state_dict(old_base)
+    with pytest.raises(DynaPoseError, match="unexpected \\(1\\): backbone.upsample.weight"):
+        cape_from_state_dict(dict(state, **{"backbone.upsample.weight": torch.zeros(1)}))
     five_blocks = {key: value for key, value in state.items() if not key.startswith("backbone.layers.2.blocks.5.")}
-    with pytest.raises(DynaPoseError, match="5 SwinV2 stage-2 blocks"):
+    with pytest.raises(DynaPoseError, match="width 96 with 5 SwinV2 stage-2 blocks"):
         cape_from_state_dict(five_blocks)
+
+
+@pytest.fixture(scope="module")
+def base_model():
+    torch.manual_seed(2)
+    return build_cape("base")
+
+
+def test_base_matches_the_pre_2024_layout(base_model):
+    official = official_base_shapes()
+    assert len(official) == 621
+    assert {key: tuple(value.shape) for key, value in base_model.state_dict().items()} == official
+    assert base_model.input_size == 224
+    # Stage 3 (7x7, pre-trained window 6): offset -6 scaled by 6 - 1, not by 7 - 1, then log-spaced.
+    table = base_model.backbone.layers[3].blocks[0].attn.relative_coords_table
+    assert table[0, 0, 0, 0].item() == pytest.approx(-math.log2(6 / 5 * 8 + 1) / 3)
+
+
+@pytest.mark.parametrize("variant, shapes", [("small", official_small_shapes), ("base", official_base_shapes)])
+def test_each_variant_loads_strictly_from_a_tiny_checkpoint(variant, shapes, tmp_path):
+    path = tiny_checkpoint(shapes(), tmp_path / f"{variant}.pth")
+    assert path.stat().st_size < 1 << 20  # tiny on disk, full-size once loaded
+    model = load_cape_checkpoint(path)
+    assert model.variant.backbone.embed_dim == (128 if variant == "base" else 96)
+    saved = torch.load(path, weights_only=True)["state_dict"]
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, saved[key].expand_as(value)), key
+
+
+def test_the_variant_comes_from_tensor_shapes():
+    small, base = official_small_shapes(), official_base_shapes()
+    deeper = tuple(f"backbone.layers.2.blocks.{b}." for b in range(6, 18))
+    tiny = {key: shape for key, shape in small.items() if not key.startswith(deeper)}
+    assert variant_of(meta_state(small)) == "small"
+    assert variant_of(meta_state(tiny)) == "tiny"
+    assert variant_of(meta_state(base)) == "base"
+
+    wide = meta_state(small) | {"backbone.patch_embed.proj.weight": torch.empty(192, 3, 4, 4, device="meta")}
+    with pytest.raises(DynaPoseError) as error:
+        variant_of(wide, "odd.pth")
+    message = str(error.value)
+    assert "\n" not in message and "odd.pth" in message and "width 192 with 18 SwinV2 stage-2 blocks" in message
+
+
+def test_the_base_detector_feeds_the_model_its_own_input_size(base_model):
+    torch.manual_seed(3)
+    image = torch.rand(40, 60, 3)
+    points = torch.tensor([[10.5, 12.5], [30.5, 20.5], [50.5, 30.5]])
+    detector = CapeDetector(base_model, image, points, [(0, 1), (1, 2)])
+    assert detector.size == 224
+    keypoints = detector.detect(image[None], batch_size=1)  # a 256 input would fail the backbone's size check
+    assert keypoints.shape == (1, 3, 2) and torch.isfinite(keypoints).all()

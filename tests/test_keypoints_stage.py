@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -16,7 +17,7 @@ from dynapose4d.errors import DynaPoseError
 from dynapose4d.pipeline import run
 from dynapose4d.priors.cape import CapeDetector, build_cape, load_cape_checkpoint
 from dynapose4d.stages import dynamic
-from dynapose4d.stages.keypoints import poseanything_weights
+from dynapose4d.stages.keypoints import POSEANYTHING_RELEASE, poseanything_weights
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -67,11 +68,45 @@ def test_the_detector_is_differentiable_with_respect_to_the_frames():
     assert torch.isfinite(frames.grad).all() and frames.grad.abs().sum() > 0
 
 
-def test_a_missing_checkpoint_is_reported_before_the_run_starts(tmp_path):
+@pytest.fixture
+def torch_cache(tmp_path, monkeypatch) -> Path:
+    """An empty torch hub cache, where the default checkpoint URL is downloaded to."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    return tmp_path / "torch" / "hub" / "checkpoints"
+
+
+def default_poseanything(tmp_path, *extra):
+    return compose_config([*TINY_SYNTHETIC, f"output_dir={tmp_path / 'out'}", "keypoints=poseanything", *extra])
+
+
+def test_offline_the_default_checkpoint_is_named_before_the_run_starts(tmp_path, torch_cache, offline_hub):
     with pytest.raises(DynaPoseError) as error:
-        run(compose_config([*TINY_SYNTHETIC, f"output_dir={tmp_path / 'out'}", "keypoints=poseanything"]))
-    assert "keypoints.checkpoint=" in str(error.value) and "drive.google.com" in str(error.value)
+        run(default_poseanything(tmp_path))
+    message = str(error.value)
+    assert f"- PoseAnything: not in {torch_cache} and offline" in message and POSEANYTHING_RELEASE in message
+    assert "keypoints.checkpoint=/path/to/it" in message and "--only poseanything" in message
     assert not (tmp_path / "out").exists()
+
+
+def test_the_default_checkpoint_is_downloaded_once_into_the_torch_cache(
+    tiny_cape_checkpoint, tmp_path, torch_cache, monkeypatch
+):
+    import huggingface_hub.constants
+
+    from dynapose4d import weights
+
+    asked = []
+
+    def fake_fetch(url, target, name):  # what fetch_file leaves behind, without the network
+        asked.append(url)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(tiny_cape_checkpoint, target)
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(weights, "fetch_file", fake_fetch)
+    run_dir = run(default_poseanything(tmp_path, "stages=[video,keypoints]", "keypoints.num_keypoints=4"))
+    assert asked == [POSEANYTHING_RELEASE]  # by the pre-flight; the stage then finds it cached
+    assert (torch_cache / "demo_b.pth").is_file() and (run_dir / "keypoints" / "DONE").exists()
 
 
 def test_the_template_script_writes_an_editable_support_file(tmp_path):

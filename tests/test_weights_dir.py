@@ -1,5 +1,6 @@
 """weights_dir=: every model from one directory; the pre-flight names every missing model in one message."""
 
+import hashlib
 import os
 import subprocess
 import sys
@@ -32,7 +33,7 @@ def weights_tree(tmp_path, tiny_zero123_dir, tiny_svd_dir, tiny_cape_checkpoint)
     (root / "poseanything").mkdir(parents=True)
     (root / "zero123-xl").symlink_to(tiny_zero123_dir)
     (root / "svd-img2vid").symlink_to(tiny_svd_dir)
-    (root / "poseanything" / "1shot-swin_graph_split1.pth").symlink_to(tiny_cape_checkpoint)
+    (root / "poseanything" / "demo_b.pth").symlink_to(tiny_cape_checkpoint)
     return root
 
 
@@ -51,7 +52,7 @@ def test_weights_dir_resolves_every_model_of_the_default_pipeline(tmp_path, weig
     check_stages(cfg, tmp_path / "run", stage_modules(), redo=[])  # offline, empty hub cache: all from weights_dir
     assert cfg.static.model == cfg.dynamic.model == str(weights_tree / "zero123-xl")
     assert cfg.video.model == str(weights_tree / "svd-img2vid")
-    assert cfg.keypoints.checkpoint == str(weights_tree / "poseanything" / "1shot-swin_graph_split1.pth")
+    assert cfg.keypoints.checkpoint == str(weights_tree / "poseanything" / "demo_b.pth")
     # What the stages load from those keys are the real formats.
     load_zero123(Path(cfg.static.model), torch.device("cpu"), torch.float32)
     load_svd(cfg.video.model, torch.device("cpu"), local_only=True)
@@ -182,6 +183,8 @@ def test_a_file_download_resumes_from_its_part_file(tmp_path, monkeypatch):
     fetch_file("https://example.org/u2net.onnx", target, "rembg")
     assert asked == [{"Range": "bytes=1000-"}] and target.read_bytes() == data
     assert not target.with_name("u2net.onnx.part").exists()
+    digest = hashlib.sha256(data).hexdigest()
+    assert target.with_name("u2net.onnx.sha256").read_text() == f"{digest}  u2net.onnx\n"
 
 
 def test_a_web_page_instead_of_a_checkpoint_is_refused(tmp_path):

@@ -29,13 +29,17 @@ from ..pretrained import PretrainedModel, resolve_pretrained
 log = logging.getLogger(__name__)
 NAME = "keypoints"
 SOURCES = ("poseanything", "track", "oracle")
+# The project's 1.0.0 release asset: a direct URL, so the default needs no manual step. It may be the
+# pre-February-2024 SwinV2-B/224 model rather than today's Small; the loader reads which from the shapes.
+POSEANYTHING_RELEASE = "https://github.com/orhir/PoseAnything/releases/download/1.0.0/demo_b.pth"
 POSEANYTHING_DOWNLOAD = (
-    "the PoseAnything README (github.com/orhir/PoseAnything): the 1-shot Swin 'Small' split-1 model, "
-    "https://drive.google.com/file/d/1RT1Q8AMEa1kj6k9ZqrtWIKyuR4Jn4Pqc (1shot-swin_graph_split1.pth)"
+    f"{POSEANYTHING_RELEASE}, or (as a local path) a Google-Drive model from the PoseAnything README, e.g. the "
+    "1-shot Swin 'Small' split 1: https://drive.google.com/file/d/1RT1Q8AMEa1kj6k9ZqrtWIKyuR4Jn4Pqc"
 )
 
 
 def poseanything_weights(checkpoint: str | None) -> PretrainedModel:
+    """`keypoints.checkpoint`: a local file, or a URL that is downloaded once into torch hub's cache."""
     return PretrainedModel(
         "PoseAnything", checkpoint, "keypoints.checkpoint", "Apache-2.0", download=POSEANYTHING_DOWNLOAD
     )

@@ -1,26 +1,30 @@
 """PoseAnything (Hirschorn & Avidan, ECCV 2024), category-agnostic pose estimation in plain PyTorch.
 
 Given one support image with K annotated keypoints and a skeleton, it predicts the same K keypoints
-on query images of the same category. It loads the official Small/Tiny checkpoints
-(github.com/orhir/PoseAnything) strictly; no mmcv/mmpose needed.
+on query images of the same category. It loads the official Small/Tiny checkpoints and the older
+Base one (github.com/orhir/PoseAnything) strictly, the variant read from the tensor shapes; no
+mmcv/mmpose needed.
 
     model = load_cape_checkpoint(path)                       # or build_cape("small") for random weights
-    support, frame = resize_pad(support_rgb)                 # [3, 256, 256], PadResize
-    heatmaps, kept = support_heatmaps(frame.to_network(points), visible)
+    size = model.input_size                                  # 256 (Small/Tiny) or 224 (Base)
+    support, frame = resize_pad(support_rgb, size)           # [3, size, size], PadResize
+    heatmaps, kept = support_heatmaps(frame.to_network(points), visible, size=size)
     state = model.encode_support(support[None], heatmaps[None], kept[None], skeleton)
-    queries, query_frame = resize_pad(frames_rgb)            # [B, 3, 256, 256]
-    keypoints = query_frame.to_image(model.predict(queries, state) * NETWORK_SIZE)  # [B, K, 2] pixels
+    queries, query_frame = resize_pad(frames_rgb, size)      # [B, 3, size, size]
+    keypoints = query_frame.to_image(model.predict(queries, state) * size)  # [B, K, 2] pixels
 """
 
 from .detector import CapeDetector
 from .model import (
-    SIZES,
+    VARIANTS,
     CapeModel,
     CapePrediction,
+    CapeVariant,
     SupportState,
     build_cape,
     cape_from_state_dict,
     load_cape_checkpoint,
+    variant_of,
 )
 from .preprocess import HEATMAP_SIZE, NETWORK_SIZE, PadResize, resize_pad, support_heatmaps
 from .transformer import adjacency_from_skeleton
@@ -29,9 +33,10 @@ __all__ = [
     "CapeDetector",
     "HEATMAP_SIZE",
     "NETWORK_SIZE",
-    "SIZES",
+    "VARIANTS",
     "CapeModel",
     "CapePrediction",
+    "CapeVariant",
     "PadResize",
     "SupportState",
     "adjacency_from_skeleton",
@@ -40,4 +45,5 @@ __all__ = [
     "load_cape_checkpoint",
     "resize_pad",
     "support_heatmaps",
+    "variant_of",
 ]

@@ -4,7 +4,7 @@ import torch
 from torch import Tensor
 
 from .model import CapeModel
-from .preprocess import NETWORK_SIZE, resize_pad, support_heatmaps
+from .preprocess import resize_pad, support_heatmaps
 
 
 class CapeDetector:
@@ -23,16 +23,18 @@ class CapeDetector:
         self.model = model.eval().requires_grad_(False)
         self.num_keypoints = len(support_points)
         parameter = next(model.parameters())
-        image, frame = resize_pad(support_image.permute(2, 0, 1).to(parameter))
+        # Each variant has its own input side (Small/Tiny 256, Base 224); support and queries use it.
+        self.size = model.input_size
+        image, frame = resize_pad(support_image.permute(2, 0, 1).to(parameter), self.size)
         points = frame.to_network(support_points.to(parameter))  # [N, 2]
-        heatmaps, kept = support_heatmaps(points, torch.ones_like(points[:, 0]))  # [N, 64, 64], [N]
+        heatmaps, kept = support_heatmaps(points, torch.ones_like(points[:, 0]), size=self.size)  # [N, M, M], [N]
         with torch.no_grad():
             self.support = model.encode_support(image[None], heatmaps[None], kept[None], skeleton)
 
     def __call__(self, images: Tensor) -> Tensor:
         parameter = next(self.model.parameters())
-        queries, frame = resize_pad(images.permute(0, 3, 1, 2).to(parameter))  # [B, 3, 256, 256]
-        return frame.to_image(self.model.predict(queries, self.support) * NETWORK_SIZE)  # [B, N, 2]
+        queries, frame = resize_pad(images.permute(0, 3, 1, 2).to(parameter), self.size)  # [B, 3, S, S]
+        return frame.to_image(self.model.predict(queries, self.support) * self.size)  # [B, N, 2]
 
     def detect(self, images: Tensor, batch_size: int) -> Tensor:
         """Keypoints [T, N, 2] of many frames [T, H, W, 3], `batch_size` at a time, without gradients."""

@@ -1,8 +1,12 @@
 """PoseAnything's inference model and checkpoint loading.
 
 `CapeModel` keeps the official top-level names (`backbone.*`, `keypoint_head.*`), so the released
-mmcv checkpoints load with strict=True. A support image is encoded once (`encode_support`) and
-reused for any number of query frames (`predict`), with the support broadcast over the query batch.
+mmcv checkpoints load with strict=True. Three variants share the code: the current Small and Tiny
+(SwinV2 at 256x256) and the pre-February-2024 Base (SwinV2-B at 224x224, which the 1.0.0 GitHub
+release may hold); `cape_from_state_dict` picks one from the checkpoint's tensor shapes.
+
+A support image is encoded once (`encode_support`) and reused for any number of query frames
+(`predict`), with the support broadcast over the query batch.
 """
 
 import pickle
@@ -17,8 +21,35 @@ from ...errors import DynaPoseError
 from .swin_v2 import SwinConfig, SwinTransformerV2
 from .transformer import KeypointTransformer, OffsetMLP, adjacency_from_skeleton, grid_position_encoding
 
-# Released sizes differ only in the number of SwinV2 blocks per stage.
-SIZES = {"tiny": (2, 2, 6, 2), "small": (2, 2, 18, 2)}
+
+@dataclass(frozen=True)
+class CapeVariant:
+    backbone: SwinConfig
+    ffn_dim: int  # the keypoint transformer's feed-forward width
+
+    @property
+    def input_size(self) -> int:
+        """The side of the square network input, in pixels."""
+        return self.backbone.image_size
+
+
+# Tiny and Small differ only in the number of stage-2 blocks; Base is the pre-February-2024 configuration.
+VARIANTS = {
+    "tiny": CapeVariant(SwinConfig(depths=(2, 2, 6, 2)), ffn_dim=768),
+    "small": CapeVariant(SwinConfig(depths=(2, 2, 18, 2)), ffn_dim=768),
+    "base": CapeVariant(
+        SwinConfig(
+            image_size=224,
+            embed_dim=128,
+            depths=(2, 2, 18, 2),
+            num_heads=(4, 8, 16, 32),
+            window_size=14,
+            pretrained_window_sizes=(12, 12, 12, 6),
+            upsample="deconv",
+        ),
+        ffn_dim=1024,
+    ),
+}
 
 
 @dataclass
@@ -55,25 +86,26 @@ class CapePrediction:
 class CapeHead(nn.Module):
     """The official `PoseHead`: support keypoint tokens, projections and the keypoint transformer."""
 
-    def __init__(self, in_channels: int = 768, dim: int = 256, num_layers: int = 3):
+    def __init__(self, in_channels: int = 768, ffn_dim: int = 768, dim: int = 256, num_layers: int = 3):
         super().__init__()
         self.input_proj = nn.Conv2d(in_channels, dim, kernel_size=1)
         self.query_proj = nn.Linear(in_channels, dim)  # projects the support keypoint tokens
         self.kpt_branch = nn.ModuleList(OffsetMLP(dim) for _ in range(num_layers))
-        self.transformer = KeypointTransformer(dim, num_heads=8, ffn_dim=768, num_layers=num_layers)
+        self.transformer = KeypointTransformer(dim, num_heads=8, ffn_dim=ffn_dim, num_layers=num_layers)
 
     def support_tokens(self, features: Tensor, heatmaps: Tensor, visible: Tensor) -> Tensor:
-        """features [S, C, 16, 16], heatmaps [S, K, 64, 64], visible [S, K] (0/1) -> tokens [S, K, 256].
+        """features [S, C, h, h], heatmaps [S, K, H, H], visible [S, K] (0/1) -> tokens [S, K, 256].
 
         Each token is the heatmap-weighted average of the support features, upsampled to heatmap size.
         """
         features = F.interpolate(features, size=heatmaps.shape[-2:], mode="bilinear", align_corners=False)
-        weights = heatmaps / (heatmaps.sum(dim=(-2, -1), keepdim=True) + 1e-8)  # [S, K, 64, 64]
+        weights = heatmaps / (heatmaps.sum(dim=(-2, -1), keepdim=True) + 1e-8)  # [S, K, H, H]
         tokens = weights.flatten(2) @ features.flatten(2).transpose(1, 2)  # [S, K, C]
         return self.query_proj(tokens * visible[..., None])
 
     def forward(self, features: Tensor, support: SupportState) -> CapePrediction:
-        """Query features [B, C, 16, 16] and a support state of batch B -> keypoints per decoder layer."""
+        """Query features [B, C, h, h] (h = 16 for Small/Tiny, 14 for Base) and a support state of batch B
+        -> keypoints per decoder layer."""
         image = self.input_proj(features)  # [B, 256, H, W]
         height, width = image.shape[-2:]
         grid_pos = grid_position_encoding(height, width, image.device)  # [HW, 256]
@@ -91,36 +123,41 @@ class CapeHead(nn.Module):
 class CapeModel(nn.Module):
     """PoseAnything: keypoints of a query image from a support image annotated with K keypoints and a skeleton.
 
-    Images are [B, 3, 256, 256] ImageNet-normalised RGB (see `preprocess.resize_pad`). Predictions
+    Images are [B, 3, S, S] ImageNet-normalised RGB, S = `input_size` (see `preprocess.resize_pad`). Predictions
     are differentiable with respect to the query pixels; the only cuts are the official ones (the
     arg-max that picks each proposal's 3x3 window, and the decoder's detached reference points).
     """
 
-    def __init__(self, depths: tuple[int, ...] = SIZES["small"]):
+    def __init__(self, variant: CapeVariant = VARIANTS["small"]):
         super().__init__()
-        self.backbone = SwinTransformerV2(SwinConfig(depths=depths))
-        self.keypoint_head = CapeHead(in_channels=self.backbone.config.num_features)
+        self.variant = variant
+        self.backbone = SwinTransformerV2(variant.backbone)
+        self.keypoint_head = CapeHead(in_channels=variant.backbone.num_features, ffn_dim=variant.ffn_dim)
+
+    @property
+    def input_size(self) -> int:
+        return self.variant.input_size
 
     def encode_support(
         self, support: Tensor, heatmaps: Tensor, visible: Tensor, skeleton: list[tuple[int, int]]
     ) -> SupportState:
-        """support [S, 3, 256, 256], heatmaps [S, K, 64, 64] (`preprocess.support_heatmaps`), visible [S, K] 0/1,
+        """support [S, 3, S', S'], heatmaps [S, K, S'/4, S'/4] (`preprocess.support_heatmaps`), visible [S, K] 0/1,
         skeleton: 0-based keypoint pairs shared by the batch."""
         if heatmaps.shape[:2] != visible.shape or heatmaps.shape[0] != support.shape[0]:
             raise ValueError(f"support {support.shape}, heatmaps {heatmaps.shape}, visible {visible.shape} disagree")
         ignored = visible == 0  # [S, K]
         decoder_ignored = ignored.clone()
         decoder_ignored[ignored.all(dim=-1), 0] = False
-        features = self.backbone(support)  # [S, 768, 16, 16]
+        features = self.backbone(support)  # [S, C, h, h]
         tokens = self.keypoint_head.support_tokens(features, heatmaps, (~ignored).to(features.dtype))
         return SupportState(tokens, ignored, decoder_ignored, adjacency_from_skeleton(skeleton, decoder_ignored))
 
     def predict_all(self, query: Tensor, support: SupportState) -> CapePrediction:
-        """query [B, 3, 256, 256] against a support state of batch 1 or B."""
+        """query [B, 3, S, S] against a support state of batch 1 or B."""
         return self.keypoint_head(self.backbone(query), support.expand(query.shape[0]))
 
     def predict(self, query: Tensor, support: SupportState) -> Tensor:
-        """Keypoints [B, K, 2], (x, y) in [0, 1] over the 256x256 query: the last decoder layer."""
+        """Keypoints [B, K, 2], (x, y) in [0, 1] over the square query: the last decoder layer."""
         return self.predict_all(query, support).layers[-1]
 
     def forward(
@@ -135,17 +172,17 @@ class CapeModel(nn.Module):
         return self.predict(query, self.encode_support(support, support_heatmaps, support_visible, skeleton))
 
 
-def build_cape(size: str = "small") -> CapeModel:
-    """A randomly initialised PoseAnything model of a released size ("small" or "tiny"), in eval mode."""
-    if size not in SIZES:
-        raise DynaPoseError(f"unknown PoseAnything size {size!r}; choose one of {', '.join(SIZES)}")
-    return CapeModel(SIZES[size]).eval()
+def build_cape(variant: str = "small") -> CapeModel:
+    """A randomly initialised PoseAnything model of a released variant ("small", "tiny" or "base"), in eval mode."""
+    if variant not in VARIANTS:
+        raise DynaPoseError(f"unknown PoseAnything variant {variant!r}; choose one of {', '.join(VARIANTS)}")
+    return CapeModel(VARIANTS[variant]).eval()
 
 
 def cape_from_state_dict(state_dict: dict[str, Tensor], source: str = "state dict") -> CapeModel:
-    """The model of the size `state_dict` holds (official `backbone.*`/`keypoint_head.*` keys), strictly loaded."""
+    """The model of the variant `state_dict` holds (official `backbone.*`/`keypoint_head.*` keys), strictly loaded."""
     state = {key.removeprefix("module."): value for key, value in state_dict.items()}
-    model = build_cape(_size_of(state, source))
+    model = build_cape(variant_of(state, source))
     # The Swin buffers are fixed functions of the window layout: files without them get ours.
     for name, buffer in model.named_buffers():
         state.setdefault(name, buffer)
@@ -165,7 +202,7 @@ def cape_from_state_dict(state_dict: dict[str, Tensor], source: str = "state dic
 
 
 def load_cape_checkpoint(path: str | Path) -> CapeModel:
-    """A PoseAnything model (Small or Tiny, picked from the file) from an official mmcv checkpoint, in eval mode."""
+    """A PoseAnything model (Small, Tiny or Base, read from the file) from an official mmcv checkpoint, in eval mode."""
     path = Path(path)
     if not path.is_file():
         raise DynaPoseError(f"PoseAnything checkpoint not found: {path}")
@@ -204,19 +241,16 @@ def _read_checkpoint(path: Path):
         raise DynaPoseError(f"cannot read PoseAnything checkpoint {path}: {error}") from error
 
 
-def _size_of(state: dict[str, Tensor], source: str) -> str:
-    """ "small" or "tiny", from the number of blocks in SwinV2 stage 2."""
+def variant_of(state: dict[str, Tensor], source: str = "state dict") -> str:
+    """ "small", "tiny" or "base", from the patch embedding's width and the number of SwinV2 stage-2 blocks."""
     patch = state.get("backbone.patch_embed.proj.weight")
-    if "backbone.upsample.weight" in state or (patch is not None and patch.shape[0] != 96):
-        raise DynaPoseError(
-            f"{source} looks like the pre-February-2024 PoseAnything (SwinV2-B/224); "
-            "only the current Small/Tiny (SwinV2 at 256x256) checkpoints are supported"
-        )
-    blocks = {int(key.split(".")[4]) for key in state if key.startswith("backbone.layers.2.blocks.")}
-    for size, depths in SIZES.items():
-        if len(blocks) == depths[2]:
-            return size
+    width = None if patch is None else patch.shape[0]  # [embed_dim, 3, 4, 4]
+    blocks = len({key.split(".")[4] for key in state if key.startswith("backbone.layers.2.blocks.")})
+    for name, variant in VARIANTS.items():
+        if (width, blocks) == (variant.backbone.embed_dim, variant.backbone.depths[2]):
+            return name
+    known = ", ".join(f"{v.backbone.embed_dim}/{v.backbone.depths[2]} ({name})" for name, v in VARIANTS.items())
     raise DynaPoseError(
-        f"{source} has {len(blocks)} SwinV2 stage-2 blocks; expected "
-        + " or ".join(f"{depths[2]} ({size})" for size, depths in SIZES.items())
+        f"{source} is no known PoseAnything variant: patch-embedding width {width} with {blocks} SwinV2 stage-2 "
+        f"blocks (known width/blocks: {known})"
     )

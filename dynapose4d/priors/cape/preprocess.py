@@ -11,8 +11,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-NETWORK_SIZE = 256  # square model input
-HEATMAP_SIZE = 64  # support heatmaps: a quarter of the input
+NETWORK_SIZE = 256  # square model input of Small/Tiny (Base: 224, see CapeModel.input_size)
+HEATMAP_STRIDE = 4  # support heatmaps are a quarter of the input
+HEATMAP_SIZE = NETWORK_SIZE // HEATMAP_STRIDE
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -63,29 +64,33 @@ def resize_pad(image: Tensor, size: int = NETWORK_SIZE) -> tuple[Tensor, PadResi
     return resized if batched else resized[0], PadResize(height, width, pad_left, pad_top, size)
 
 
-def support_heatmaps(points: Tensor, visible: Tensor, sigma: float = 1.0) -> tuple[Tensor, Tensor]:
+def support_heatmaps(
+    points: Tensor, visible: Tensor, sigma: float = 1.0, size: int = NETWORK_SIZE
+) -> tuple[Tensor, Tensor]:
     """MSRA target heatmaps of support keypoints, as the official demo builds them.
 
     Args:
-        points: [..., K, 2] keypoints in network pixels (0..256).
+        points: [..., K, 2] keypoints in network pixels (0..size).
         visible: [..., K] 0/1.
+        size: the network input side; the heatmaps are size / 4 (64 for Small/Tiny; 56 for Base,
+            assuming its config kept the stride-4 heatmaps).
     Returns:
-        heatmaps [..., K, 64, 64]: an unnormalised Gaussian (peak 1) on the heatmap pixel nearest
-            to point / 4, cut to a (6 sigma + 1)-wide square window and to the map; zero if not kept.
+        heatmaps [..., K, M, M], M = size / 4: an unnormalised Gaussian (peak 1) on the heatmap pixel
+            nearest to point / 4, cut to a (6 sigma + 1)-wide square window and to the map; zero if not kept.
         kept [..., K]: `visible`, zeroed where the whole window misses the map (the official weight).
             Pass it as the model's support visibility.
     """
     radius = int(3 * sigma)
-    stride = NETWORK_SIZE / HEATMAP_SIZE
+    stride, cells = HEATMAP_STRIDE, size // HEATMAP_STRIDE
     # int(v + 0.5), truncating toward zero as Python's int does, like the official target generator.
     centre = torch.trunc(points / stride + 0.5)  # [..., K, 2]
     low, high = centre - radius, centre + radius + 1  # window [low, high) per axis
-    outside = ((low >= HEATMAP_SIZE) | (high < 0)).any(dim=-1)  # [..., K]
+    outside = ((low >= cells) | (high < 0)).any(dim=-1)  # [..., K]
     kept = ((visible > 0.5) & ~outside).to(points.dtype)
-    cells = torch.arange(HEATMAP_SIZE, dtype=points.dtype, device=points.device)  # [64]
-    dx = cells - centre[..., 0:1]  # [..., K, 64]
-    dy = cells - centre[..., 1:2]
+    grid = torch.arange(cells, dtype=points.dtype, device=points.device)  # [M]
+    dx = grid - centre[..., 0:1]  # [..., K, M]
+    dy = grid - centre[..., 1:2]
     gauss_x = torch.exp(-(dx**2) / (2 * sigma**2)) * (dx.abs() <= radius)
     gauss_y = torch.exp(-(dy**2) / (2 * sigma**2)) * (dy.abs() <= radius)
-    heatmaps = gauss_y[..., :, None] * gauss_x[..., None, :]  # [..., K, 64, 64] (row = y)
+    heatmaps = gauss_y[..., :, None] * gauss_x[..., None, :]  # [..., K, M, M] (row = y)
     return heatmaps * kept[..., None, None], kept

@@ -1,4 +1,4 @@
-"""The SwinV2 backbone of PoseAnything (Liu et al., "Swin Transformer V2", CVPR 2022), 256x256 input only.
+"""The SwinV2 backbone of PoseAnything (Liu et al., "Swin Transformer V2", CVPR 2022), square input only.
 
 Module and parameter names follow the official checkpoint's `backbone.*` keys. The three buffer
 families (`relative_coords_table`, `relative_position_index`, `attn_mask`) are persistent because
@@ -22,6 +22,9 @@ class SwinConfig:
     depths: tuple[int, ...] = (2, 2, 18, 2)
     num_heads: tuple[int, ...] = (3, 6, 12, 24)
     window_size: int = 16
+    # Per stage: the window the ImageNet weights were pre-trained with (0: this one); it scales the position table.
+    pretrained_window_sizes: tuple[int, ...] = (0, 0, 0, 0)
+    upsample: str = "bilinear"  # how the stride-32 map is doubled: "bilinear", or "deconv" (learned, pre-2024 Base)
     mlp_ratio: int = 4
     num_classes: int = 1000  # the ImageNet head the checkpoint carries
 
@@ -30,11 +33,15 @@ class SwinConfig:
         return self.embed_dim * 2 ** (len(self.depths) - 1)
 
 
-def log_spaced_coords_table(window: int) -> Tensor:
-    """Relative (dy, dx) offsets inside a window, scaled to [-8, 8] and log-spaced: [1, 2w-1, 2w-1, 2]."""
+def log_spaced_coords_table(window: int, pretrained_window: int = 0) -> Tensor:
+    """Relative (dy, dx) offsets inside a window, scaled to [-8, 8] and log-spaced: [1, 2w-1, 2w-1, 2].
+
+    With `pretrained_window` > 0 the offsets are scaled by that window instead, so a fine-tuned
+    larger window reuses the pre-trained bias MLP (offsets beyond it extrapolate past +-8).
+    """
     offsets = torch.arange(-(window - 1), window, dtype=torch.float32)
     table = torch.stack(torch.meshgrid(offsets, offsets, indexing="ij"), dim=-1)[None]
-    table = table / (window - 1) * 8
+    table = table / ((pretrained_window or window) - 1) * 8
     return torch.sign(table) * torch.log2(table.abs() + 1.0) / math.log2(8)
 
 
@@ -78,13 +85,13 @@ def shifted_window_mask(resolution: int, window: int, shift: int) -> Tensor:
 class WindowAttention(nn.Module):
     """Cosine self-attention inside windows with a continuous (MLP-generated) relative position bias."""
 
-    def __init__(self, dim: int, window: int, num_heads: int):
+    def __init__(self, dim: int, window: int, num_heads: int, pretrained_window: int = 0):
         super().__init__()
         self.window = window
         self.num_heads = num_heads
         self.logit_scale = nn.Parameter(torch.log(10 * torch.ones(num_heads, 1, 1)))
         self.cpb_mlp = nn.Sequential(nn.Linear(2, 512), nn.ReLU(inplace=True), nn.Linear(512, num_heads, bias=False))
-        self.register_buffer("relative_coords_table", log_spaced_coords_table(window))
+        self.register_buffer("relative_coords_table", log_spaced_coords_table(window, pretrained_window))
         self.register_buffer("relative_position_index", relative_position_index(window))
         self.qkv = nn.Linear(dim, 3 * dim, bias=False)
         # SwinV2 has no key bias: the qkv bias is [q_bias, 0, v_bias].
@@ -130,7 +137,9 @@ class Mlp(nn.Module):
 class SwinBlock(nn.Module):
     """(Shifted-)window attention and MLP, each added back after its own LayerNorm (SwinV2 res-post-norm)."""
 
-    def __init__(self, dim: int, resolution: int, num_heads: int, window: int, shift: int, mlp_ratio: int):
+    def __init__(
+        self, dim: int, resolution: int, num_heads: int, window: int, shift: int, mlp_ratio: int, pretrained_window: int
+    ):
         super().__init__()
         if resolution <= window:
             # One window covers the whole map: it shrinks to the map and there is nothing to shift.
@@ -139,7 +148,8 @@ class SwinBlock(nn.Module):
         self.window = window
         self.shift = shift
         self.norm1 = nn.LayerNorm(dim)
-        self.attn = WindowAttention(dim, window, num_heads)
+        # The pre-trained window is not clamped with the window, as in the official code.
+        self.attn = WindowAttention(dim, window, num_heads, pretrained_window)
         self.norm2 = nn.LayerNorm(dim)
         self.mlp = Mlp(dim, dim * mlp_ratio)
         # Unshifted blocks store no mask, so their checkpoint has no `attn_mask` key.
@@ -177,12 +187,20 @@ class PatchMerging(nn.Module):
 
 
 class SwinStage(nn.Module):
-    def __init__(self, dim: int, resolution: int, depth: int, num_heads: int, config: SwinConfig, downsample: bool):
+    def __init__(self, stage: int, resolution: int, config: SwinConfig, downsample: bool):
         super().__init__()
-        window = config.window_size
+        dim, window = config.embed_dim * 2**stage, config.window_size
         self.blocks = nn.ModuleList(
-            SwinBlock(dim, resolution, num_heads, window, 0 if i % 2 == 0 else window // 2, config.mlp_ratio)
-            for i in range(depth)
+            SwinBlock(
+                dim,
+                resolution,
+                config.num_heads[stage],
+                window,
+                0 if i % 2 == 0 else window // 2,
+                config.mlp_ratio,
+                config.pretrained_window_sizes[stage],
+            )
+            for i in range(config.depths[stage])
         )
         self.downsample = PatchMerging(dim, resolution) if downsample else None
 
@@ -203,7 +221,10 @@ class PatchEmbed(nn.Module):
 
 
 class SwinTransformerV2(nn.Module):
-    """Image [B, 3, 256, 256] -> feature map [B, 768, 16, 16] (stride 32, then 2x bilinear upsampling)."""
+    """Image [B, 3, S, S] -> feature map [B, C, S/16, S/16] (stride 32, then 2x upsampling).
+
+    Small/Tiny: S = 256, C = 768, bilinear; the pre-2024 Base: S = 224, C = 1024, a learned deconvolution.
+    """
 
     def __init__(self, config: SwinConfig):
         super().__init__()
@@ -212,17 +233,14 @@ class SwinTransformerV2(nn.Module):
         resolution = config.image_size // config.patch_size
         num_stages = len(config.depths)
         self.layers = nn.ModuleList(
-            SwinStage(
-                config.embed_dim * 2**i,
-                resolution // 2**i,
-                depth,
-                config.num_heads[i],
-                config,
-                downsample=i < num_stages - 1,
-            )
-            for i, depth in enumerate(config.depths)
+            SwinStage(i, resolution // 2**i, config, downsample=i < num_stages - 1) for i in range(num_stages)
         )
         self.norm = nn.LayerNorm(config.num_features)
+        features = config.num_features
+        if config.upsample == "deconv":
+            self.upsample = nn.ConvTranspose2d(features, features, kernel_size=2, stride=2)
+        else:
+            self.upsample = nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False)
         # ImageNet classifier: never used for keypoints, kept so the official state dict loads strictly.
         self.head = nn.Linear(config.num_features, config.num_classes)
 
@@ -230,10 +248,10 @@ class SwinTransformerV2(nn.Module):
         size = self.config.image_size
         if image.shape[-2:] != (size, size):
             raise ValueError(f"SwinV2 backbone expects {size}x{size} input, got {tuple(image.shape[-2:])}")
-        x = self.patch_embed(image)  # [B, 64*64, 96]
+        x = self.patch_embed(image)  # [B, (S/4)^2, embed_dim]
         for stage in self.layers:
             x = stage(x)
-        x = self.norm(x)  # [B, 8*8, 768]
+        x = self.norm(x)  # [B, (S/32)^2, C]
         side = size // (self.config.patch_size * 2 ** (len(self.config.depths) - 1))
-        grid = x.transpose(1, 2).reshape(x.shape[0], -1, side, side)  # [B, 768, 8, 8]
-        return F.interpolate(grid, scale_factor=2, mode="bilinear", align_corners=False)  # [B, 768, 16, 16]
+        grid = x.transpose(1, 2).reshape(x.shape[0], -1, side, side)  # [B, C, S/32, S/32]
+        return self.upsample(grid)  # [B, C, S/16, S/16]
