@@ -257,6 +257,9 @@ def fetch_file(url: str, target: Path, name: str) -> None:
                     bar.update(file.write(chunk))
     except requests.RequestException as error:
         raise DynaPoseError(f"{name}: downloading {url} failed ({_first_line(error)}); rerun to resume") from None
+    received = partial.stat().st_size
+    if size and received != have + size:  # the connection ended quietly: a short file must never count as present
+        raise DynaPoseError(f"{name}: {url} stopped after {received} of {have + size} bytes; rerun to resume")
     partial.rename(target)
     record_checksum(target)
 

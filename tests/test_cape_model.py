@@ -298,3 +298,10 @@ def test_the_base_detector_feeds_the_model_its_own_input_size(base_model):
     assert detector.size == 224
     keypoints = detector.detect(image[None], batch_size=1)  # a 256 input would fail the backbone's size check
     assert keypoints.shape == (1, 3, 2) and torch.isfinite(keypoints).all()
+
+
+def test_a_damaged_checkpoint_is_named_with_how_to_fetch_it_again(tmp_path):
+    path = tmp_path / "demo_b.pth"
+    path.write_bytes(b"PK\x03\x04 cut short")  # the start of a zip archive, as a torch file begins
+    with pytest.raises(DynaPoseError, match=f"cannot read PoseAnything checkpoint {path}.*delete it and rerun"):
+        load_cape_checkpoint(path)

@@ -187,6 +187,24 @@ def test_a_file_download_resumes_from_its_part_file(tmp_path, monkeypatch):
     assert target.with_name("u2net.onnx.sha256").read_text() == f"{digest}  u2net.onnx\n"
 
 
+def test_a_download_that_ends_short_never_counts_as_present(tmp_path, monkeypatch):
+    import requests
+
+    from dynapose4d.weights import fetch_file
+
+    data = bytes(range(256)) * 100
+
+    class ShortReply(FakeReply):  # announces every byte, then the connection ends quietly halfway
+        def iter_content(self, chunk_size):
+            return [self.body[: len(self.body) // 2]]
+
+    monkeypatch.setattr(requests, "get", lambda url, headers, **kw: ShortReply(data, headers))
+    target = tmp_path / "u2net.onnx"
+    with pytest.raises(DynaPoseError, match="stopped after 12800 of 25600 bytes; rerun to resume"):
+        fetch_file("https://example.org/u2net.onnx", target, "rembg")
+    assert not target.exists() and target.with_name("u2net.onnx.part").stat().st_size == 12800
+
+
 def test_a_web_page_instead_of_a_checkpoint_is_refused(tmp_path):
     from dynapose4d.weights import CATALOGUE, refuse_web_page
 

@@ -238,7 +238,11 @@ def _read_checkpoint(path: Path):
             with torch.serialization.safe_globals([(_Unread, name) for name in names]):
                 return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:
-        raise DynaPoseError(f"cannot read PoseAnything checkpoint {path}: {error}") from error
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise DynaPoseError(
+            f"cannot read PoseAnything checkpoint {path} ({reason}): if it is a damaged download, delete it "
+            "and rerun to fetch it again"
+        ) from None
 
 
 def variant_of(state: dict[str, Tensor], source: str = "state dict") -> str:
