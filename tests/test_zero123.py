@@ -53,6 +53,16 @@ def test_a_folder_that_is_not_a_zero123_repo_is_named_in_the_error(tmp_path):
         load_zero123(tmp_path, CPU, torch.float32)
 
 
+def test_a_damaged_download_is_named_with_how_to_fetch_it_again(tiny_zero123_dir, tmp_path):
+    import shutil
+
+    copy = shutil.copytree(tiny_zero123_dir, tmp_path / "zero123")
+    weights = copy / "unet" / "diffusion_pytorch_model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])  # cut short, as an interrupted copy leaves it
+    with pytest.raises(DynaPoseError, match=f"cannot load Zero123 from {copy} .*delete that folder"):
+        load_zero123(copy, CPU, torch.float32)
+
+
 def test_timestep_anneals_linearly_from_098_to_002(tiny_zero123_dir):
     prior = make_prior(tiny_zero123_dir)
     assert [prior.timestep(ratio) for ratio in (0.0, 0.5, 1.0, 2.0)] == [980, 500, 20, 20]

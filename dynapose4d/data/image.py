@@ -130,7 +130,10 @@ def rembg_session():
         ) from None
     except Exception as error:  # onnxruntime's, from a damaged model file
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise RembgUnavailable(f"rembg cannot load its model from {U2netSession.model_dir()}: {reason}") from None
+        model = Path(U2netSession.model_dir()) / f"{REMBG_MODEL}.onnx"
+        raise RembgUnavailable(
+            f"rembg cannot load its model {model} ({reason}): if it is a damaged download, delete it and rerun"
+        ) from None
 
 
 def rembg_session_for(problem: str, fixes: str):

@@ -66,14 +66,25 @@ def load_zero123(directory: Path, device: torch.device, dtype: torch.dtype) -> Z
         missing.append(" or ".join(PROJECTION_FOLDERS))
     if missing:
         raise DynaPoseError(f"{directory} is not a diffusers Zero123 repo: no {', '.join(missing)} folder")
-    components = Zero123Components(
-        unet=UNet2DConditionModel.from_pretrained(directory, subfolder="unet", dtype=dtype),
-        vae=AutoencoderKL.from_pretrained(directory, subfolder="vae", dtype=dtype),
-        image_encoder=CLIPVisionModelWithProjection.from_pretrained(directory, subfolder="image_encoder", dtype=dtype),
-        feature_extractor=CLIPImageProcessor.from_pretrained(directory, subfolder="feature_extractor"),
-        scheduler=DDIMScheduler.from_pretrained(directory, subfolder="scheduler"),
-        projection=_load_projection(directory / projection_folder, dtype),
-    )
+    try:
+        components = Zero123Components(
+            unet=UNet2DConditionModel.from_pretrained(directory, subfolder="unet", dtype=dtype),
+            vae=AutoencoderKL.from_pretrained(directory, subfolder="vae", dtype=dtype),
+            image_encoder=CLIPVisionModelWithProjection.from_pretrained(
+                directory, subfolder="image_encoder", dtype=dtype
+            ),
+            feature_extractor=CLIPImageProcessor.from_pretrained(directory, subfolder="feature_extractor"),
+            scheduler=DDIMScheduler.from_pretrained(directory, subfolder="scheduler"),
+            projection=_load_projection(directory / projection_folder, dtype),
+        )
+    except DynaPoseError:
+        raise
+    except Exception as error:  # a truncated or damaged file: safetensors', torch's or the config readers' errors
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise DynaPoseError(
+            f"cannot load Zero123 from {directory} ({reason}): if a download was damaged, delete that folder "
+            "(or its entry in the Hugging Face cache) and rerun to fetch it again"
+        ) from None
     width = components.projection.config.embedding_dim
     if components.unet.config.cross_attention_dim != width or components.image_encoder.config.projection_dim != width:
         raise DynaPoseError(
