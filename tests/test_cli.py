@@ -96,7 +96,15 @@ def rgb_without_alpha(tmp: Path) -> Path:
     ],
 )
 def test_bad_images_fail_with_one_clear_message(tmp_path, make_input, message):
-    result = train(f"image={make_input(tmp_path)}", f"output_dir={tmp_path / 'out'}", *TINY_REAL, cwd=tmp_path)
+    # No rembg model here, and its download refused at once (a closed local proxy), not after timeouts.
+    offline = {
+        "U2NET_HOME": str(tmp_path / "rembg"),
+        "HTTPS_PROXY": "http://127.0.0.1:9",
+        "HTTP_PROXY": "http://127.0.0.1:9",
+    }
+    result = train(
+        f"image={make_input(tmp_path)}", f"output_dir={tmp_path / 'out'}", *TINY_REAL, cwd=tmp_path, env=offline
+    )
     assert_clean_error(result, message)
 
 
