@@ -7,3 +7,9 @@ class DynaPoseError(RuntimeError):
     `scripts/*.py` print it as a one-line error and exit non-zero; everything else
     (bugs) keeps its traceback.
     """
+
+
+def first_line(error: BaseException) -> str:
+    """A library error's first line for a one-line message, or its type when it has no text."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__

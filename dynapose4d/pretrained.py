@@ -10,7 +10,7 @@ and which config key takes the local path. It raises MissingWeights, which the p
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import DynaPoseError
+from .errors import DynaPoseError, first_line
 
 
 @dataclass(frozen=True)
@@ -65,7 +65,7 @@ def resolve_pretrained(model: PretrainedModel, local_only: bool = False) -> Path
                 raise
             return Path(snapshot_download(model.location, **download_patterns(model)))
     except (HfHubHTTPError, HFValidationError, OSError) as error:
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        reason = first_line(error)
         raise MissingWeights(model, reason, missing_weights_message(model, reason)) from None
 
 

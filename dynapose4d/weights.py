@@ -32,7 +32,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from .data.image import REMBG_MODEL, REMBG_MODEL_URL
-from .errors import DynaPoseError
+from .errors import DynaPoseError, first_line
 from .eval.clip import clip_weights
 from .eval.fvd import I3D_DOWNLOAD, i3d_weights
 from .pretrained import MissingWeights, PretrainedModel, download_patterns, looks_like_path, resolve_pretrained
@@ -228,7 +228,7 @@ def fetch_hub_repo(model: PretrainedModel, target: Path) -> None:
             f"in, run `hf auth login` here, then rerun this command"
         ) from None
     except (HfHubHTTPError, OSError) as error:
-        raise DynaPoseError(f"{model.name}: downloading {model.location} failed ({_first_line(error)})") from None
+        raise DynaPoseError(f"{model.name}: downloading {model.location} failed ({first_line(error)})") from None
 
 
 def fetch_file(url: str, target: Path, name: str) -> None:
@@ -256,7 +256,7 @@ def fetch_file(url: str, target: Path, name: str) -> None:
                 for chunk in reply.iter_content(chunk_size=1 << 20):
                     bar.update(file.write(chunk))
     except requests.RequestException as error:
-        raise DynaPoseError(f"{name}: downloading {url} failed ({_first_line(error)}); rerun to resume") from None
+        raise DynaPoseError(f"{name}: downloading {url} failed ({first_line(error)}); rerun to resume") from None
     received = partial.stat().st_size
     if size and received != have + size:  # the connection ended quietly: a short file must never count as present
         raise DynaPoseError(f"{name}: {url} stopped after {received} of {have + size} bytes; rerun to resume")
@@ -286,7 +286,3 @@ def offline_settings(chosen: list[Weights], directory: Path) -> list[str]:
     """What makes later runs offline: weights_dir for the pipeline, and each eval model's own setting."""
     settings = [f"weights_dir={directory} (scripts/train.py)"] if any(weights.use is None for weights in chosen) else []
     return settings + [weights.use.format(dir=directory) for weights in chosen if weights.use is not None]
-
-
-def _first_line(error: Exception) -> str:
-    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from ..errors import DynaPoseError
+from ..errors import DynaPoseError, first_line
 
 MIN_FOREGROUND_FRACTION = 1e-3  # below this the "object" is a few stray pixels
 WHITE = torch.ones(3)  # what Zero123, SVD, PoseAnything and the benchmarks composite on
@@ -129,7 +129,7 @@ def rembg_session():
             f"download {REMBG_MODEL_URL} into that directory"
         ) from None
     except Exception as error:  # onnxruntime's, from a damaged model file
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        reason = first_line(error)
         model = Path(U2netSession.model_dir()) / f"{REMBG_MODEL}.onnx"
         raise RembgUnavailable(
             f"rembg cannot load its model {model} ({reason}): if it is a damaged download, delete it and rerun"

@@ -16,7 +16,7 @@ from dataclasses import replace
 import torch
 from PIL import Image
 
-from ..errors import DynaPoseError
+from ..errors import DynaPoseError, first_line
 from ..export import to_uint8
 from ..pretrained import PretrainedModel, resolve_pretrained
 
@@ -70,7 +70,7 @@ def load_svd(
         # `dtype=` needs diffusers >= 0.40 (pinned): older ones drop it and load fp32 even on a GPU.
         pipe = StableVideoDiffusionPipeline.from_pretrained(directory, dtype=dtype, variant=variant)
     except (OSError, ValueError) as error:
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        reason = first_line(error)
         raise DynaPoseError(f"video.model={str(directory)!r} is not a Stable Video Diffusion model: {reason}") from None
     place(pipe, device, cpu_offload=cpu_offload, forward_chunking=forward_chunking)
     pipe.set_progress_bar_config(desc="Stable Video Diffusion")

@@ -18,7 +18,7 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 from transformers import CLIPImageProcessor, CLIPVisionModelWithProjection
 
-from ..errors import DynaPoseError
+from ..errors import DynaPoseError, first_line
 
 PROJECTION_FOLDERS = ("clip_camera_projection", "cc_projection")
 STANDARD_FOLDERS = ("unet", "vae", "image_encoder", "feature_extractor", "scheduler")
@@ -80,7 +80,7 @@ def load_zero123(directory: Path, device: torch.device, dtype: torch.dtype) -> Z
     except DynaPoseError:
         raise
     except Exception as error:  # a truncated or damaged file: safetensors', torch's or the config readers' errors
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        reason = first_line(error)
         raise DynaPoseError(
             f"cannot load Zero123 from {directory} ({reason}): if a download was damaged, delete that folder "
             "(or its entry in the Hugging Face cache) and rerun to fetch it again"

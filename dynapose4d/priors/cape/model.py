@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ...errors import DynaPoseError
+from ...errors import DynaPoseError, first_line
 from .swin_v2 import SwinConfig, SwinTransformerV2
 from .transformer import KeypointTransformer, OffsetMLP, adjacency_from_skeleton, grid_position_encoding
 
@@ -238,7 +238,7 @@ def _read_checkpoint(path: Path):
             with torch.serialization.safe_globals([(_Unread, name) for name in names]):
                 return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        reason = first_line(error)
         raise DynaPoseError(
             f"cannot read PoseAnything checkpoint {path} ({reason}): if it is a damaged download, delete it "
             "and rerun to fetch it again"
