@@ -12,7 +12,7 @@ from .checkpoint import DONE, is_done
 from .data.inputs import input_dir, read_inputs, write_inputs
 from .errors import DynaPoseError
 from .run_dir import attach_log_file, prepare_run_dir, resolve_run_dir
-from .weights import point_rembg_at, require_weights, use_weights_dir
+from .weights import point_rembg_at, require_weights
 
 log = logging.getLogger(__name__)
 SUPERSEDED = "superseded"  # <run_dir>/superseded/<time>/<stage>: outputs made from a stage that was redone
@@ -42,7 +42,7 @@ def check_stages(cfg: DictConfig, run_dir: Path, stages, redo: list[str]) -> Non
         stage for name, stage in stages.items() if name in cfg.stages and (name in redo or not is_done(run_dir / name))
     ]
     models = [model for stage in pending for model in stage.check(cfg)]
-    require_weights(use_weights_dir(cfg, models), cfg.weights_dir)
+    require_weights(cfg, models)
 
 
 def outdated_stages(cfg: DictConfig, run_dir: Path, stages) -> tuple[list[str], str | None]:

@@ -10,6 +10,7 @@ and which config key takes the local path. It raises MissingWeights, which the p
 from dataclasses import dataclass
 from pathlib import Path
 
+from .downloads import checksum_record, fetch_file, recorded_checksum_differs
 from .errors import DynaPoseError, first_line
 
 
@@ -45,7 +46,10 @@ def resolve_pretrained(model: PretrainedModel, local_only: bool = False) -> Path
     `local_only` never touches the network (also implied by HF_HUB_OFFLINE=1).
     """
     if model.is_local:
-        return Path(model.location).expanduser()
+        path = Path(model.location).expanduser()
+        if path.is_file() and recorded_checksum_differs(path):
+            raise damaged_file(model, path, f"fetch it again, or pass another copy with {model.config_key}=")
+        return path
     if is_url(model.location):
         return resolve_url(model, local_only)
     if model.download is not None:
@@ -84,12 +88,14 @@ def resolve_url(model: PretrainedModel, local_only: bool) -> Path:
     """The cached copy of the file at `model.location`, downloaded first (resumably) when online."""
     from huggingface_hub import constants
 
-    from .weights import fetch_file  # weights imports this module: a top-level import would be circular
-
     target = url_cache(model.location)
-    if target.exists():
+    offline = local_only or constants.HF_HUB_OFFLINE
+    if target.exists() and recorded_checksum_differs(target):
+        if offline:
+            raise damaged_file(model, target, "delete it and run once with network access to fetch it again")
+    elif target.exists():
         return target
-    if local_only or constants.HF_HUB_OFFLINE:
+    if offline:
         reason = f"not in {target.parent} and offline"
     else:
         try:
@@ -103,6 +109,20 @@ def resolve_url(model: PretrainedModel, local_only: bool) -> Path:
         f"  then pass the file with {model.config_key}=/path/to/it"
     )
     raise MissingWeights(model, reason, message)
+
+
+def damaged_file(model: PretrainedModel, path: Path, remedy: str) -> MissingWeights:
+    """A downloaded file whose bytes no longer match the SHA-256 recorded when it was fetched."""
+    reason = f"{path} is damaged: it no longer matches the checksum in {checksum_record(path).name}"
+    return MissingWeights(model, reason, f"{model.name} weights: {reason}; {remedy}")
+
+
+def unloadable_folder_message(name: str, directory: Path, reason: str) -> str:
+    """A downloaded model folder whose files a library could not read: most often a damaged download."""
+    return (
+        f"cannot load {name} from {directory} ({reason}): if a download was damaged, delete that folder "
+        "(or its entry in the Hugging Face cache) and rerun to fetch it again"
+    )
 
 
 def download_patterns(model: PretrainedModel) -> dict:

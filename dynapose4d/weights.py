@@ -23,7 +23,6 @@ it is. The eval models are not read from weights_dir (eval.py has its own keys);
 script prints the settings that point eval.py at them.
 """
 
-import hashlib
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
@@ -32,6 +31,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from .data.image import REMBG_MODEL, REMBG_MODEL_URL
+from .downloads import fetch_file
 from .errors import DynaPoseError, first_line
 from .eval.clip import clip_weights
 from .eval.fvd import I3D_DOWNLOAD, i3d_weights
@@ -123,36 +123,40 @@ def use_weights_dir(cfg: DictConfig, models: Iterable[PretrainedModel]) -> list[
     return located
 
 
-def require_weights(models: Iterable[PretrainedModel], weights_dir: str | None) -> None:
-    """Resolve every model (the hub fetches what it can); one DynaPoseError naming every one that is missing."""
+def require_weights(cfg: DictConfig, models: Iterable[PretrainedModel]) -> None:
+    """Resolve every model, weights_dir's copies first (the hub fetches what it can); one DynaPoseError
+    naming every one that is missing or damaged."""
+    models = list(models)
     missing = []
-    for model, keys in _by_source(models).values():
+    for (model, keys), located in _by_source(models, use_weights_dir(cfg, models)).values():
         try:
-            resolve_pretrained(model)
+            resolve_pretrained(located)
         except MissingWeights as error:
-            missing.append((error, keys))
+            missing.append((error, model, keys))
     if missing:
-        raise DynaPoseError(missing_models_message(missing, weights_dir))
+        raise DynaPoseError(missing_models_message(missing, cfg.weights_dir))
 
 
-def _by_source(models: Iterable[PretrainedModel]) -> dict:
-    """(model, its config keys) per source: static and dynamic share Zero123, resolved and reported once."""
+def _by_source(models: list[PretrainedModel], located: list[PretrainedModel]) -> dict:
+    """((model, its config keys), where it is read from) per source: static and dynamic share Zero123,
+    resolved and reported once."""
     groups = {}
-    for model in models:
-        _, keys = groups.setdefault((model.name, model.location), (model, []))
+    for model, copy in zip(models, located):
+        (_, keys), _ = groups.setdefault((model.name, model.location), ((model, []), copy))
         keys.append(model.config_key)
     return groups
 
 
-def missing_models_message(missing: list[tuple[MissingWeights, list[str]]], weights_dir: str | None) -> str:
+def missing_models_message(missing: list[tuple[MissingWeights, PretrainedModel, list[str]]], weights_dir) -> str:
+    """`missing`: (why, the model as configured, its config keys); a weights_dir copy is fetched again
+    by the same command that fetched it."""
     lines = [f"{len(missing)} pretrained model(s) missing; nothing was run and no run directory was made:"]
-    for error, keys in missing:
-        model = error.model
+    for error, model, keys in missing:
         lines.append(f"  - {model.name}: {error.reason}")
         source = where_from(model)
         lines.append(f"      licence: {model.licence}" + (f"; from: {source}" if source else ""))
         lines.append(f"      your own copy: {', '.join(f'{key}=/path/to/it' for key in keys)}")
-    fetchable = [weights.key for weights in map(catalogue_entry, (error.model for error, _ in missing)) if weights]
+    fetchable = [weights.key for weights in map(catalogue_entry, (model for _, model, _ in missing)) if weights]
     if fetchable:
         directory = weights_dir or DEFAULT_DIR
         which = "them all" if len(fetchable) == len(missing) else "those with a default source"
@@ -229,45 +233,6 @@ def fetch_hub_repo(model: PretrainedModel, target: Path) -> None:
         ) from None
     except (HfHubHTTPError, OSError) as error:
         raise DynaPoseError(f"{model.name}: downloading {model.location} failed ({first_line(error)})") from None
-
-
-def fetch_file(url: str, target: Path, name: str) -> None:
-    """`url` into `target`, through `<target>.part`: a rerun asks only for the bytes still missing.
-
-    The finished file's SHA-256 is recorded next to it (`<target>.sha256`, sha256sum's format).
-    """
-    import requests
-    from tqdm import tqdm
-
-    if target.exists():
-        return
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(target.name + ".part")
-    have = partial.stat().st_size if partial.exists() else 0
-    try:
-        with requests.get(url, headers={"Range": f"bytes={have}-"} if have else {}, stream=True, timeout=60) as reply:
-            reply.raise_for_status()
-            have = have if reply.status_code == 206 else 0  # a server that ignores Range sends it all again
-            size = int(reply.headers.get("content-length", 0))
-            with (
-                open(partial, "ab" if have else "wb") as file,
-                tqdm(total=have + size or None, initial=have, unit="B", unit_scale=True, desc=name) as bar,
-            ):
-                for chunk in reply.iter_content(chunk_size=1 << 20):
-                    bar.update(file.write(chunk))
-    except requests.RequestException as error:
-        raise DynaPoseError(f"{name}: downloading {url} failed ({first_line(error)}); rerun to resume") from None
-    received = partial.stat().st_size
-    if size and received != have + size:  # the connection ended quietly: a short file must never count as present
-        raise DynaPoseError(f"{name}: {url} stopped after {received} of {have + size} bytes; rerun to resume")
-    partial.rename(target)
-    record_checksum(target)
-
-
-def record_checksum(path: Path) -> None:
-    with open(path, "rb") as file:
-        digest = hashlib.file_digest(file, "sha256").hexdigest()
-    path.with_name(path.name + ".sha256").write_text(f"{digest}  {path.name}\n")
 
 
 def refuse_web_page(path: Path, model: PretrainedModel) -> None:

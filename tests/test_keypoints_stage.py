@@ -93,7 +93,7 @@ def test_the_default_checkpoint_is_downloaded_once_into_the_torch_cache(
 ):
     import huggingface_hub.constants
 
-    from dynapose4d import weights
+    from dynapose4d import pretrained
 
     asked = []
 
@@ -103,7 +103,7 @@ def test_the_default_checkpoint_is_downloaded_once_into_the_torch_cache(
         shutil.copy(tiny_cape_checkpoint, target)
 
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
-    monkeypatch.setattr(weights, "fetch_file", fake_fetch)
+    monkeypatch.setattr(pretrained, "fetch_file", fake_fetch)
     run_dir = run(default_poseanything(tmp_path, "stages=[video,keypoints]", "keypoints.num_keypoints=4"))
     assert asked == [POSEANYTHING_RELEASE]  # by the pre-flight; the stage then finds it cached
     assert (torch_cache / "demo_b.pth").is_file() and (run_dir / "keypoints" / "DONE").exists()

@@ -103,6 +103,16 @@ def test_a_directory_that_is_not_svd_is_refused(tmp_path):
         load_svd(str(tmp_path), CPU)
 
 
+def test_a_damaged_download_is_named_with_how_to_fetch_it_again(tiny_svd_dir, tmp_path):
+    import shutil
+
+    copy = shutil.copytree(tiny_svd_dir, tmp_path / "svd")
+    weights = next((copy / "unet").glob("*.safetensors"))
+    weights.write_bytes(weights.read_bytes()[:100])  # cut short, as an interrupted copy leaves it
+    with pytest.raises(DynaPoseError, match=f"cannot load Stable Video Diffusion from {copy} .*delete that folder"):
+        load_svd(str(copy), CPU)
+
+
 def test_weights_named_by_location():
     assert svd_weights(None) is DEFAULT_SVD and DEFAULT_SVD.location == "stabilityai/stable-video-diffusion-img2vid"
     assert svd_weights(SVD_MODELS["svd_xt"].location) is SVD_MODELS["svd_xt"]

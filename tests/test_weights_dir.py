@@ -67,6 +67,23 @@ def test_per_model_keys_win_over_weights_dir(tmp_path, weights_tree, tiny_zero12
     assert cfg.static.model == str(own)
 
 
+def test_a_weights_dir_file_damaged_since_its_download_is_named_with_the_fetch_command(
+    tmp_path, weights_tree, tiny_cape_checkpoint, offline_hub
+):
+    checkpoint = weights_tree / "poseanything" / "demo_b.pth"
+    checkpoint.unlink()
+    checkpoint.write_bytes(Path(tiny_cape_checkpoint).read_bytes()[:-10])  # a copy cut short after the download
+    digest = hashlib.sha256(Path(tiny_cape_checkpoint).read_bytes()).hexdigest()
+    checkpoint.with_name("demo_b.pth.sha256").write_text(f"{digest}  demo_b.pth\n")  # what the download recorded
+    cfg = default_config(tmp_path, f"weights_dir={weights_tree}")
+    with pytest.raises(DynaPoseError) as error:
+        run(cfg)
+    message = str(error.value)
+    assert f"- PoseAnything: {checkpoint} is damaged: it no longer matches the checksum in demo_b.pth.sha256" in message
+    assert "--only poseanything" in message and "1 pretrained model(s) missing" in message
+    assert not (tmp_path / "outputs").exists()
+
+
 def test_all_missing_weights_are_named_at_once_before_any_run_directory(tmp_path, offline_hub):
     cfg = default_config(tmp_path)
     with pytest.raises(DynaPoseError) as error:
@@ -172,7 +189,7 @@ class FakeReply:
 def test_a_file_download_resumes_from_its_part_file(tmp_path, monkeypatch):
     import requests
 
-    from dynapose4d.weights import fetch_file
+    from dynapose4d.downloads import fetch_file
 
     data = bytes(range(256)) * 100
     asked = []
@@ -187,10 +204,28 @@ def test_a_file_download_resumes_from_its_part_file(tmp_path, monkeypatch):
     assert target.with_name("u2net.onnx.sha256").read_text() == f"{digest}  u2net.onnx\n"
 
 
+def test_a_file_damaged_since_its_download_is_fetched_again(tmp_path, monkeypatch):
+    import requests
+
+    from dynapose4d.downloads import fetch_file, recorded_checksum_differs
+
+    data = bytes(range(256)) * 100
+    asked = []
+    monkeypatch.setattr(requests, "get", lambda url, headers, **kw: asked.append(url) or FakeReply(data, headers))
+    target = tmp_path / "u2net.onnx"
+    fetch_file("https://example.org/u2net.onnx", target, "rembg")
+    fetch_file("https://example.org/u2net.onnx", target, "rembg")  # intact: not asked for again
+    assert len(asked) == 1 and not recorded_checksum_differs(target)
+    target.write_bytes(data[:-1] + b"x")  # one byte flipped on disk
+    assert recorded_checksum_differs(target)
+    fetch_file("https://example.org/u2net.onnx", target, "rembg")
+    assert len(asked) == 2 and target.read_bytes() == data and not recorded_checksum_differs(target)
+
+
 def test_a_download_that_ends_short_never_counts_as_present(tmp_path, monkeypatch):
     import requests
 
-    from dynapose4d.weights import fetch_file
+    from dynapose4d.downloads import fetch_file
 
     data = bytes(range(256)) * 100
 

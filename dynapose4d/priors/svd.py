@@ -18,7 +18,7 @@ from PIL import Image
 
 from ..errors import DynaPoseError, first_line
 from ..export import to_uint8
-from ..pretrained import PretrainedModel, resolve_pretrained
+from ..pretrained import PretrainedModel, resolve_pretrained, unloadable_folder_message
 
 # The diffusers fp16 files only (about 4.3 GB): the repos also hold single-file checkpoints (about 19 GB more).
 SVD_FILES = ("model_index.json", "*/*.json", "*/*.fp16.safetensors")
@@ -69,9 +69,13 @@ def load_svd(
     try:
         # `dtype=` needs diffusers >= 0.40 (pinned): older ones drop it and load fp32 even on a GPU.
         pipe = StableVideoDiffusionPipeline.from_pretrained(directory, dtype=dtype, variant=variant)
-    except (OSError, ValueError) as error:
+    except Exception as error:  # diffusers', safetensors' or the config readers' errors
         reason = first_line(error)
-        raise DynaPoseError(f"video.model={str(directory)!r} is not a Stable Video Diffusion model: {reason}") from None
+        if not (directory / "model_index.json").is_file():
+            raise DynaPoseError(
+                f"video.model={str(directory)!r} is not a Stable Video Diffusion model: {reason}"
+            ) from None
+        raise DynaPoseError(unloadable_folder_message("Stable Video Diffusion", directory, reason)) from None
     place(pipe, device, cpu_offload=cpu_offload, forward_chunking=forward_chunking)
     pipe.set_progress_bar_config(desc="Stable Video Diffusion")
     return pipe

@@ -19,6 +19,7 @@ from diffusers.models.modeling_utils import ModelMixin
 from transformers import CLIPImageProcessor, CLIPVisionModelWithProjection
 
 from ..errors import DynaPoseError, first_line
+from ..pretrained import unloadable_folder_message
 
 PROJECTION_FOLDERS = ("clip_camera_projection", "cc_projection")
 STANDARD_FOLDERS = ("unet", "vae", "image_encoder", "feature_extractor", "scheduler")
@@ -80,11 +81,7 @@ def load_zero123(directory: Path, device: torch.device, dtype: torch.dtype) -> Z
     except DynaPoseError:
         raise
     except Exception as error:  # a truncated or damaged file: safetensors', torch's or the config readers' errors
-        reason = first_line(error)
-        raise DynaPoseError(
-            f"cannot load Zero123 from {directory} ({reason}): if a download was damaged, delete that folder "
-            "(or its entry in the Hugging Face cache) and rerun to fetch it again"
-        ) from None
+        raise DynaPoseError(unloadable_folder_message("Zero123", directory, first_line(error))) from None
     width = components.projection.config.embedding_dim
     if components.unet.config.cross_attention_dim != width or components.image_encoder.config.projection_dim != width:
         raise DynaPoseError(
