@@ -1,4 +1,10 @@
-"""Runs the enabled stages in order into one run directory, skipping finished ones on resume."""
+"""Runs the enabled stages in order into one run directory, skipping finished ones on resume.
+
+Before anything is written: every setting is validated, the inputs are read, every
+pretrained model is located. Then, holding the run directory's lock, each stage runs,
+its outputs are verified, and only then is it marked DONE. A resume verifies the
+finished stages again and redoes any whose outputs went missing since.
+"""
 
 import datetime
 import gc
@@ -8,23 +14,23 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig
 
-from .checkpoint import DONE, is_done
-from .data.inputs import input_dir, read_inputs, write_inputs
+from .checkpoint import is_done, mark_done, missing_outputs, unmark_done
+from .data.inputs import read_inputs, write_inputs
 from .errors import DynaPoseError
-from .run_dir import attach_log_file, prepare_run_dir, resolve_run_dir
+from .run import SUPERSEDED, Run
+from .run_dir import attach_log_file, hold_run_lock, make_run_dir, record_config, resolve_run_dir
 from .weights import point_rembg_at, require_weights
 
 log = logging.getLogger(__name__)
-SUPERSEDED = "superseded"  # <run_dir>/superseded/<time>/<stage>: outputs made from a stage that was redone
 
 
 def stage_modules() -> dict:
-    """Each stage module has `run(cfg, run_dir, device)` and `check(cfg)`, and may have `outdated(cfg, run_dir)`.
+    """The stages in pipeline order; adding one is a module and a line here.
 
-    `check` validates the stage's settings before anything runs (raising DynaPoseError) and
-    returns the pretrained weights the stage will load. `outdated` says why a finished stage's
-    outputs no longer fit the config (None when they do); such a stage must redo itself over
-    its own earlier outputs.
+    A stage module has `check(cfg)`: the pretrained weights it will load (its settings are
+    validated already, see config_schema.py); `execute(run)`: write its outputs; and
+    `verify(run)`: what is wrong with those outputs ([] when they are whole). It may have
+    `outdated(run)`: why its finished outputs no longer fit the config (None when they do).
     """
     from .stages import dynamic, keypoints, static, video
 
@@ -32,42 +38,60 @@ def stage_modules() -> dict:
 
 
 def check_stages(cfg: DictConfig, run_dir: Path, stages, redo: list[str]) -> None:
-    """Fail before any training when a stage still to run is misconfigured or lacks its weights.
+    """Fail before any training when a stage still to run lacks its weights.
 
-    Every stage's settings are checked first, then every weight, so one message names all the
-    missing models. Models found in weights_dir are used from there: their config keys in `cfg`
-    are pointed at the copies, so the stages load what was checked.
+    One message names all the missing models. Models found in weights_dir are used from
+    there: their config keys in `cfg` are pointed at the copies, so the stages load what was checked.
     """
     pending = [
         stage for name, stage in stages.items() if name in cfg.stages and (name in redo or not is_done(run_dir / name))
     ]
-    models = [model for stage in pending for model in stage.check(cfg)]
-    require_weights(cfg, models)
+    require_weights(cfg, [model for stage in pending for model in stage.check(cfg)])
 
 
-def outdated_stages(cfg: DictConfig, run_dir: Path, stages) -> tuple[list[str], str | None]:
-    """The finished stages to redo, and why: the first outdated stage and every later one made from it."""
+def stages_to_redo(run: Run, stages) -> tuple[list[str], str | None]:
+    """The finished stages to redo, and why: the first one whose outputs are broken or outdated, and every
+    later one made from it."""
     names = list(stages)
     for index, name in enumerate(names):
-        outdated = getattr(stages[name], "outdated", None)
-        reason = outdated(cfg, run_dir) if outdated is not None and is_done(run_dir / name) else None
-        if reason and name not in cfg.stages:
+        if not is_done(run.stage_dir(name)):
+            continue
+        reason = broken_outputs(run, name, stages[name])
+        if reason is None and hasattr(stages[name], "outdated"):
+            reason = stages[name].outdated(run)
+        if reason and name not in run.cfg.stages:
             raise DynaPoseError(f"{reason}: add {name} to stages to redo it")
         if reason:
-            return [name, *(later for later in names[index + 1 :] if (run_dir / later).exists())], reason
+            return [name, *(later for later in names[index + 1 :] if run.stage_dir(later).exists())], reason
     return [], None
 
 
-def redo_stages(run_dir: Path, redo: list[str], reason: str) -> None:
+def broken_outputs(run: Run, name: str, stage) -> str | None:
+    """Why a finished stage's outputs cannot be trusted any more (files gone or changed since DONE), or None."""
+    problems = missing_outputs(run.stage_dir(name)) or stage.verify(run)
+    return f"{name}/ is no longer whole ({'; '.join(problems[:3])})" if problems else None
+
+
+def redo_stages(run: Run, redo: list[str], reason: str) -> None:
     """Unmark the first stage and move the later stages' outputs to superseded/ (kept, not deleted)."""
     first, *later = redo
-    (run_dir / first / DONE).unlink()
-    keep = run_dir / SUPERSEDED / datetime.datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
+    unmark_done(run.stage_dir(first))
+    keep = run.dir / SUPERSEDED / datetime.datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
     for name in later:
         keep.mkdir(parents=True, exist_ok=True)
-        (run_dir / name).rename(keep / name)
+        run.stage_dir(name).rename(keep / name)
     moved = f"; the outputs of {', '.join(later)} made from it are now in {keep}" if later else ""
     log.warning("%s: redoing %s%s", reason, ", ".join(redo), moved)
+
+
+def run_stage(run: Run, name: str, stage) -> None:
+    """Execute one stage, verify what it wrote, and mark it DONE only then."""
+    stage.execute(run)
+    problems = stage.verify(run)
+    if problems:
+        raise DynaPoseError(f"{name} finished but its outputs are broken, so it is not marked done: {problems[0]}")
+    mark_done(run.stage_dir(name))
+    release_memory(run.device)
 
 
 def release_memory(device: torch.device) -> None:
@@ -88,32 +112,32 @@ def resolve_device(name: str) -> torch.device:
 
 def run(cfg: DictConfig, overrides: list[str] | None = None) -> Path:
     """Run `cfg.stages` and return the run directory."""
+    from .validation import validate_settings
+
+    validate_settings(cfg)
     stages = stage_modules()
-    unknown = [stage for stage in cfg.stages if stage not in stages]
-    if unknown:
-        raise DynaPoseError(f"unknown stage(s) {unknown}; available: {sorted(stages)}")
-    device = resolve_device(cfg.device)
-    run_dir = resolve_run_dir(cfg)
-    # Inputs, settings and weights first: a bad input or a missing download fails before a run directory exists.
+    current = Run(cfg, resolve_run_dir(cfg), resolve_device(cfg.device))
+    # Inputs and weights first: a bad input or a missing download fails before a run directory exists.
     point_rembg_at(cfg.weights_dir)  # before the input image, which rembg may cut out
-    inputs = None if is_done(input_dir(run_dir)) else read_inputs(cfg)
-    redo, reason = outdated_stages(cfg, run_dir, stages)
-    check_stages(cfg, run_dir, stages, redo)
-    prepare_run_dir(cfg, run_dir, overrides)
-    handler = attach_log_file(run_dir)
-    try:
-        log.info("run directory: %s (device %s)", run_dir, device)
-        if inputs is not None:
-            write_inputs(inputs, run_dir)
-        if redo:
-            redo_stages(run_dir, redo, reason)
-        for stage in cfg.stages:
-            if is_done(run_dir / stage):
-                log.info("%s: done already, skipped", stage)
-                continue
-            stages[stage].run(cfg, run_dir, device)
-            release_memory(device)
-    finally:
-        logging.getLogger("dynapose4d").removeHandler(handler)
-        handler.close()
-    return run_dir
+    inputs = None if is_done(current.input_dir) else read_inputs(cfg)
+    redo, reason = stages_to_redo(current, stages)
+    check_stages(cfg, current.dir, stages, redo)
+    make_run_dir(cfg, current.dir)
+    with hold_run_lock(current.dir):
+        record_config(cfg, current.dir, overrides)
+        handler = attach_log_file(current.dir)
+        try:
+            log.info("run directory: %s (device %s)", current.dir, current.device)
+            if inputs is not None:
+                write_inputs(inputs, current)
+            if redo:
+                redo_stages(current, redo, reason)
+            for name in cfg.stages:
+                if is_done(current.stage_dir(name)):
+                    log.info("%s: done already, skipped", name)
+                    continue
+                run_stage(current, name, stages[name])
+        finally:
+            logging.getLogger("dynapose4d").removeHandler(handler)
+            handler.close()
+    return current.dir

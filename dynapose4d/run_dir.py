@@ -1,7 +1,11 @@
 """The run directory: where it is, making it, and what it records about the run."""
 
+import contextlib
 import datetime
 import logging
+import os
+import socket
+from collections.abc import Iterator
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
@@ -10,6 +14,7 @@ from .errors import DynaPoseError
 
 log = logging.getLogger(__name__)
 CONFIG_DIR = ".hydra"
+LOCK = ".lock"
 
 
 def resolve_run_dir(cfg: DictConfig) -> Path:
@@ -25,19 +30,49 @@ def resolve_run_dir(cfg: DictConfig) -> Path:
     return runs / datetime.datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
 
 
-def prepare_run_dir(cfg: DictConfig, run_dir: Path, overrides: list[str] | None = None) -> None:
-    """Create (or reopen, when resuming) the run directory and save the resolved config there."""
+def make_run_dir(cfg: DictConfig, run_dir: Path) -> None:
+    """Create (or reopen, when resuming) the run directory, checking that it is ours to write."""
     if run_dir.exists() and any(run_dir.iterdir()) and not cfg.resume:
         raise DynaPoseError(f"{run_dir} already holds a run; add resume=true to continue it, or pick another run_dir")
     try:
         (run_dir / CONFIG_DIR).mkdir(parents=True, exist_ok=True)
-        probe = run_dir / ".write-test"
+        probe = run_dir / f".write-test.{os.getpid()}"
         probe.write_text("")
         probe.unlink()
     except OSError as error:
         raise DynaPoseError(
             f"cannot write to the output directory {run_dir} ({error.strerror}); set output_dir=... or run_dir=..."
         ) from None
+
+
+@contextlib.contextmanager
+def hold_run_lock(run_dir: Path) -> Iterator[None]:
+    """Hold <run_dir>/.lock while the block runs: a second process on the same run directory stops at once.
+
+    An flock is released by the kernel when its process dies, so a killed run never leaves a stale lock.
+    """
+    import fcntl
+
+    with open(run_dir / LOCK, "a+") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.seek(0)
+            holder = lock.read().strip() or "another process"
+            raise DynaPoseError(
+                f"{run_dir} is in use by {holder}: wait for it to finish, or pick another run_dir"
+            ) from None
+        lock.truncate(0)
+        lock.write(f"process {os.getpid()} on {socket.gethostname()}\n")
+        lock.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def record_config(cfg: DictConfig, run_dir: Path, overrides: list[str] | None = None) -> None:
+    """Save the resolved config (and the command line's overrides); a resume keeps the first and warns of changes."""
     config_file = run_dir / CONFIG_DIR / "config.yaml"
     if cfg.resume and config_file.exists():
         _warn_about_changes(OmegaConf.load(config_file), cfg)

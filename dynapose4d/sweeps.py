@@ -14,7 +14,7 @@ from .run_dir import CONFIG_DIR
 
 FAILED = "FAILED"  # marker a failed job leaves in its run directory: the reason and the job's overrides
 MULTIRUN_CONFIG = "multirun.yaml"  # Hydra saves the sweep's own config here before any job starts
-OVERRIDES_FILE = "config.overrides.yaml"  # the job's overrides, saved by prepare_run_dir
+OVERRIDES_FILE = "config.overrides.yaml"  # the job's overrides, saved by record_config
 DEFAULT_METRICS = ["dynamic.heldout_psnr", "dynamic.heldout_ssim", "dynamic.reference_psnr", "static.heldout_psnr"]
 MAX_LABEL = 120  # keeps a job directory's name well under the usual 255-byte limit
 

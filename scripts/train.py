@@ -7,6 +7,7 @@ directory, and a job that fails leaves a FAILED file there instead of ending the
 
 import logging
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -23,6 +24,7 @@ os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [ROOT, os.environ.get("P
 from dynapose4d.cli import expand_shortcuts  # noqa: E402
 from dynapose4d.errors import DynaPoseError  # noqa: E402
 from dynapose4d.pipeline import run  # noqa: E402
+from dynapose4d.stages.training import Stopped  # noqa: E402
 from dynapose4d.sweeps import FAILED, clear_failure, failure_reason, job_run_dir, record_failure  # noqa: E402
 
 log = logging.getLogger("dynapose4d")
@@ -40,10 +42,21 @@ def main(cfg: DictConfig) -> None:
     except DynaPoseError as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
-    except KeyboardInterrupt:
-        print("\ninterrupted: the last checkpoint is saved; rerun with resume=true to continue", file=sys.stderr)
-        sys.exit(130)
+    except KeyboardInterrupt as interrupt:  # Ctrl-C, or SIGTERM from a scheduler (training.Stopped)
+        print(f"\n{interrupted(interrupt)}; rerun with resume=true to continue", file=sys.stderr)
+        sys.exit(exit_code(interrupt))
     log.info("finished: %s", run_dir)
+
+
+def interrupted(interrupt: KeyboardInterrupt) -> str:
+    if isinstance(interrupt, Stopped):
+        return f"stopped by {interrupt}: a checkpoint of the last finished step is saved"
+    return "interrupted: the last periodic checkpoint is kept"
+
+
+def exit_code(interrupt: KeyboardInterrupt) -> int:
+    """128 + the signal's number, as a shell reports a process ended by it (130 for Ctrl-C, 143 for SIGTERM)."""
+    return 128 + (interrupt.signum if isinstance(interrupt, Stopped) else signal.SIGINT)
 
 
 def run_sweep_job(cfg: DictConfig, hydra_cfg: DictConfig, overrides: list[str]) -> None:
@@ -57,10 +70,10 @@ def run_sweep_job(cfg: DictConfig, hydra_cfg: DictConfig, overrides: list[str]) 
         cfg.run_dir = str(run_dir)
         clear_failure(run_dir)
         run(cfg, overrides=overrides)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as interrupt:
         resume = f"resume=true hydra.sweep.dir={hydra_cfg.sweep.dir}"  # the same job directories again
-        print(f"\ninterrupted: rerun the sweep with {resume} to continue it", file=sys.stderr)
-        sys.exit(130)
+        print(f"\n{interrupted(interrupt)}; rerun the sweep with {resume} to continue it", file=sys.stderr)
+        sys.exit(exit_code(interrupt))
     except Exception as error:  # any job's failure, a bug included, must not end the other jobs
         bug = not isinstance(error, DynaPoseError)
         log.error("job %d failed: %s", hydra_cfg.job.num, failure_reason(error), exc_info=bug)

@@ -1,6 +1,8 @@
 """Shared test setup: marker skips and composing the Hydra config the way scripts/train.py does."""
 
 import contextlib
+import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -62,9 +64,10 @@ def tiny_synthetic_config(tmp_path):
 
 @pytest.fixture
 def ctrl_c_at():
-    """`with ctrl_c_at(TrainerClass, step): run(...)`: a Ctrl-C when a trainer reaches `step`.
+    """`with ctrl_c_at(StageClass, step): run(...)`: a real Ctrl-C (SIGINT) during the step after `step`.
 
-    The block must end in that KeyboardInterrupt; the trainer class is restored afterwards.
+    The stage finishes that step, saves it and stops: the block must end in KeyboardInterrupt
+    (training.Stopped). The stage class is restored afterwards.
     """
 
     @contextlib.contextmanager
@@ -73,7 +76,7 @@ def ctrl_c_at():
 
         def train_step(trainer):
             if trainer.step == step:
-                raise KeyboardInterrupt
+                os.kill(os.getpid(), signal.SIGINT)
             return original(trainer)
 
         trainer_class.train_step = train_step

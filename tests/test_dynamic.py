@@ -10,6 +10,7 @@ import torch
 from dynapose4d.checkpoint import load_checkpoint
 from dynapose4d.gaussians import GaussianModel
 from dynapose4d.pipeline import resolve_device, run
+from dynapose4d.run import Run
 from dynapose4d.stages import dynamic
 
 
@@ -41,7 +42,7 @@ def trainer(tiny_synthetic_config, request):
     mode = getattr(request, "param", "lift")
     config = tiny_synthetic_config("stages=[static,video,keypoints]", f"loss.kml.mode={mode}")
     run_dir = run(config)
-    trainer = dynamic.DynamicTrainer(config, run_dir, resolve_device("cpu"))
+    trainer = dynamic.DynamicStage(Run(config, run_dir, resolve_device("cpu")))
     for _ in range(2):
         trainer.train_step()
     return trainer
@@ -79,7 +80,7 @@ def test_interrupted_dynamic_stage_resumes_to_the_same_deformation(tiny_syntheti
     run(tiny_synthetic_config(f"run_dir={straight}", "resume=true"))
     expected = load_checkpoint(straight / "dynamic" / "checkpoint.pt")["deformation"]
 
-    with ctrl_c_at(dynamic.DynamicTrainer, step=3):
+    with ctrl_c_at(dynamic.DynamicStage, step=2):  # the stage finishes step 3, saves it and stops
         run(tiny_synthetic_config(f"run_dir={interrupted}", "resume=true"))
     assert not (interrupted / "dynamic" / "DONE").exists()
     assert load_checkpoint(interrupted / "dynamic" / "checkpoint.pt")["step"] == 3
@@ -107,9 +108,9 @@ def test_deformation_init_does_not_depend_on_earlier_random_draws(tiny_synthetic
     """Every ablation variant must start from the same phi, whatever ran before it in the process."""
     config = tiny_synthetic_config("stages=[static,video,keypoints]")
     run_dir = run(config)
-    first = dynamic.DynamicTrainer(config, run_dir, resolve_device("cpu")).deformation.state_dict()
+    first = dynamic.DynamicStage(Run(config, run_dir, resolve_device("cpu"))).deformation.state_dict()
     torch.rand(1000)  # e.g. another stage's training
-    second = dynamic.DynamicTrainer(config, run_dir, resolve_device("cpu")).deformation.state_dict()
+    second = dynamic.DynamicStage(Run(config, run_dir, resolve_device("cpu"))).deformation.state_dict()
     for key in first:
         assert torch.equal(first[key], second[key]), key
 
@@ -119,7 +120,7 @@ def test_novel_view_sds_conditioned_on_driving_frames_reaches_the_deformation(ti
         "stages=[static,video,keypoints]", "dynamic.prior=zero123", f"dynamic.model={tiny_zero123_dir}",
         "dynamic.views_per_frame=2",
     )  # fmt: skip
-    trainer = dynamic.DynamicTrainer(config, run(config), resolve_device("cpu"))
+    trainer = dynamic.DynamicStage(Run(config, run(config), resolve_device("cpu")))
     assert trainer.prior.image_embeddings.shape[0] == trainer.num_frames  # one reference per driving frame
     assert "sds" in trainer.train_step()
 

@@ -9,13 +9,14 @@ from conftest import compose_config
 
 from dynapose4d.cameras import reference_camera
 from dynapose4d.data.driving import load_keypoints
-from dynapose4d.data.inputs import synthetic_sample, synthetic_subject
+from dynapose4d.data.inputs import synthetic_subject
 from dynapose4d.data.support import SupportKeypoints, save_support
 from dynapose4d.errors import DynaPoseError
 from dynapose4d.keypoint_tracking import TrackSettings, track_points
 from dynapose4d.keypoints import project_points
 from dynapose4d.losses import keypoint_match_loss
 from dynapose4d.pipeline import run
+from dynapose4d.run import Run
 from dynapose4d.stages import dynamic
 
 SIZE = 96
@@ -87,7 +88,7 @@ def test_track_runs_in_the_synthetic_pipeline_and_the_dynamic_stage_skips_lost_p
     written = json.loads(path.read_text())
     written["visibility"] = [[0] + row[1:] for row in written["visibility"]]  # point 0 lost everywhere
     path.write_text(json.dumps(written))
-    trainer = dynamic.DynamicTrainer(config, run_dir, torch.device("cpu"))
+    trainer = dynamic.DynamicStage(Run(config, run_dir, torch.device("cpu")))
     frames = torch.tensor([0, 1])
     with torch.no_grad():
         before = trainer._keypoint_match(frames, renders=None)  # lift mode: renders are not used
@@ -130,7 +131,7 @@ def test_tracking_error_on_the_synthetic_subject(kind, tmp_path):
     save_support(tmp_path / "support.json", joint_support(config))
     run_dir = run(config)
     _, keypoints, visibility = load_keypoints(run_dir)
-    truth = synthetic_sample(config, run_dir).keypoints  # [16, 14, 2]
+    truth = Run(config, run_dir, torch.device("cpu")).ground_truth.keypoints  # [16, 14, 2]
     errors = (keypoints - truth).norm(dim=-1)  # [16, 14] pixels
     per_frame = (errors * visibility).sum(dim=1) / visibility.sum(dim=1)  # [16] mean over visible points
     max_error, min_visible = BOUNDS[kind]

@@ -16,6 +16,7 @@ from dynapose4d.data.synthetic import build_sample, make_subject
 from dynapose4d.errors import DynaPoseError
 from dynapose4d.pipeline import run
 from dynapose4d.priors.cape import CapeDetector, build_cape, load_cape_checkpoint
+from dynapose4d.run import Run
 from dynapose4d.stages import dynamic
 from dynapose4d.stages.keypoints import POSEANYTHING_RELEASE, poseanything_weights
 
@@ -54,7 +55,7 @@ def test_kml_on_rendered_frames_uses_poseanything_end_to_end(tiny_cape_checkpoin
     config = poseanything(tiny_cape_checkpoint, tmp_path, "loss.kml.mode=render", "dynamic.iterations=2")
     run_dir = run(config)
     assert (run_dir / "dynamic" / "DONE").exists()
-    assert isinstance(dynamic.DynamicTrainer(config, run_dir, torch.device("cpu")).detector, CapeDetector)
+    assert isinstance(dynamic.DynamicStage(Run(config, run_dir, torch.device("cpu"))).detector, CapeDetector)
 
 
 def test_the_detector_is_differentiable_with_respect_to_the_frames():

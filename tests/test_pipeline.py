@@ -52,7 +52,7 @@ def test_interrupted_static_stage_resumes_to_the_same_model(static_config, ctrl_
     expected = load_checkpoint(reference_dir / "static" / "checkpoint.pt")["model"]
 
     config = static_config("name=interrupted")
-    with ctrl_c_at(static.StaticTrainer, step=5):
+    with ctrl_c_at(static.StaticStage, step=4):  # the stage finishes step 5, saves it and stops
         run(config)
     run_dir = next((Path(config.output_dir) / "interrupted").iterdir())
     assert load_checkpoint(run_dir / "static" / "checkpoint.pt")["step"] == 5
@@ -73,7 +73,7 @@ def test_resume_skips_finished_stages(static_config, monkeypatch):
     def fail(*args, **kwargs):
         raise AssertionError("a DONE stage ran again")
 
-    monkeypatch.setattr(static.StaticTrainer, "train_step", fail)
+    monkeypatch.setattr(static.StaticStage, "train_step", fail)
     run(static_config(f"run_dir={run_dir}", "resume=true"))
     assert (run_dir / "static" / "checkpoint.pt").stat().st_mtime_ns == stamp
 

@@ -18,6 +18,7 @@ from dynapose4d.densify import Densifier
 from dynapose4d.gaussians import GaussianModel
 from dynapose4d.pipeline import resolve_device, run
 from dynapose4d.render import rasterize
+from dynapose4d.run import Run
 from dynapose4d.schedules import reference_warmup, render_size
 from dynapose4d.stages import dynamic, static
 from dynapose4d.stages.static import reference_warmup_enabled
@@ -46,7 +47,7 @@ def learning_rates(optimizers) -> dict[str, float]:
 def test_static_learning_rates_per_group_at_start_middle_and_end(tiny_synthetic_config):
     iterations = 10
     config = tiny_synthetic_config("stages=[]", f"static.iterations={iterations}", "static.densify.start=1000")
-    trainer = static.StaticTrainer(config, run(config), resolve_device("cpu"))  # run(): the inputs, no stage
+    trainer = static.StaticStage(Run(config, run(config), resolve_device("cpu")))  # run(): the inputs, no stage
     seen = {}
     for step in range(iterations):
         trainer.train_step()  # its rates stay in the optimizers after the step that used them
@@ -85,7 +86,7 @@ def test_static_novel_views_grow_128_256_512_and_the_reference_stays_at_256():
 
 def test_novel_views_render_at_the_scheduled_size_over_black_half_the_time(tiny_synthetic_config):
     config = tiny_synthetic_config("stages=[]", "static.iterations=4", "static.novel_view_sizes=[[0,24],[0.5,40]]")
-    trainer = static.StaticTrainer(config, run(config), resolve_device("cpu"))
+    trainer = static.StaticStage(Run(config, run(config), resolve_device("cpu")))
     assert trainer.settings.black_background_prob == 0.5  # DreamGaussian's invert_bg_prob
     shapes = []
     original = trainer.prior.loss
@@ -234,7 +235,7 @@ def test_dynamic_defaults_are_dreamgaussian4d(tiny_synthetic_config):
     iterations = 6
     config = tiny_synthetic_config("stages=[static,video,keypoints]", f"dynamic.iterations={iterations}",
                                    "deformation.resolution=[8,8,8,2]")  # fmt: skip
-    trainer = dynamic.DynamicTrainer(config, run(config), resolve_device("cpu"))
+    trainer = dynamic.DynamicStage(Run(config, run(config), resolve_device("cpu")))
     field = trainer.deformation
     assert torch.equal(field.center, torch.zeros(3)) and torch.equal(field.half_size, torch.full((3,), 1.6))
     seen = {}

@@ -188,7 +188,9 @@ def test_without_rembg_s_model_the_frames_are_keyed_out_with_one_warning(tmp_pat
 
 
 def test_unknown_mask_method_and_no_candidates_are_refused_before_the_run(tmp_path, tiny_svd_dir):
-    for setting, message in [("video.mask=alpha", "video.mask must be one of"), ("video.candidates=0", "at least 1")]:
+    refused = [("video.mask=alpha", "video.mask='alpha': must be one of auto, rembg, background"),
+               ("video.candidates=0", "video.candidates=0: must be an integer >= 1")]  # fmt: skip
+    for setting, message in refused:
         with pytest.raises(DynaPoseError, match=message):
             run(svd_only(tmp_path, tiny_svd_dir, setting))
     assert not (tmp_path / "run").exists()

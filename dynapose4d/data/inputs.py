@@ -1,26 +1,17 @@
 """The run's inputs, written once to <run_dir>/input: the reference image and any ground truth."""
 
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from omegaconf import DictConfig
 
 from ..checkpoint import mark_done
 from ..errors import DynaPoseError
-from ..export import load_png, load_png_frames, save_png, save_png_frames
+from ..export import save_png, save_png_frames
 from .image import load_reference_image
 
-BACKGROUNDS = {"white": (1.0, 1.0, 1.0), "black": (0.0, 0.0, 0.0)}
-
-
-def input_dir(run_dir: Path) -> Path:
-    return run_dir / "input"
-
-
-def background_color(cfg: DictConfig) -> torch.Tensor:
-    if cfg.background not in BACKGROUNDS:
-        raise DynaPoseError(f"background must be one of {sorted(BACKGROUNDS)}, got {cfg.background!r}")
-    return torch.tensor(BACKGROUNDS[cfg.background])
+if TYPE_CHECKING:
+    from ..run import Run
 
 
 def read_inputs(cfg: DictConfig) -> dict:
@@ -58,28 +49,18 @@ def load_user_video(cfg: DictConfig) -> torch.Tensor:
     )
 
 
-def write_inputs(inputs: dict, run_dir: Path) -> None:
+def write_inputs(inputs: dict, run: "Run") -> None:
     """Write input/reference.png, the synthetic ground truth or the user's clip (input/clip/NNN.png); mark DONE."""
-    directory = input_dir(run_dir)
+    directory = run.input_dir
     directory.mkdir(parents=True, exist_ok=True)
     if "clip" in inputs:
         save_png_frames(directory / "clip", inputs["clip"])
     if "sample" in inputs:
         from .synthetic import save_sample
 
-        save_sample(inputs["sample"], directory / "synthetic")
+        save_sample(inputs["sample"], run.ground_truth_dir)
     save_png(directory / "reference.png", inputs["reference"])
     mark_done(directory)
-
-
-def load_clip(run_dir: Path) -> torch.Tensor:
-    """The user's driving clip [F, H, W, 4] written by `write_inputs`."""
-    return load_png_frames(input_dir(run_dir) / "clip")
-
-
-def load_reference(run_dir: Path) -> torch.Tensor:
-    """The RGBA reference image [H, W, 4] written by `write_inputs`."""
-    return load_png(input_dir(run_dir) / "reference.png")
 
 
 def synthetic_subject(cfg: DictConfig):
@@ -92,22 +73,3 @@ def synthetic_subject(cfg: DictConfig):
     return make_subject(
         kind=settings.kind, num_frames=settings.num_frames, seed=settings.seed, num_gaussians=settings.num_gaussians
     )
-
-
-def synthetic_sample(cfg: DictConfig, run_dir: Path):
-    """Ground truth saved by `write_inputs`, or None for a real image."""
-    if cfg.synthetic is None:
-        return None
-    from .synthetic import load_sample
-
-    return load_sample(input_dir(run_dir) / "synthetic")
-
-
-def check_source(cfg: DictConfig, stage: str, sources: tuple[str, ...]) -> str:
-    """`cfg.<stage>.source`, checked: one of `sources`, and `oracle` only where ground truth exists."""
-    source = cfg[stage].source
-    if source not in sources:
-        raise DynaPoseError(f"unknown {stage}.source={source!r}; available: {', '.join(sources)}")
-    if source == "oracle" and cfg.synthetic is None:
-        raise DynaPoseError(f"{stage}.source=oracle needs ground truth: use it with experiment=synthetic")
-    return source

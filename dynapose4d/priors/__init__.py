@@ -6,6 +6,7 @@ returns a scalar to minimise. `zero123` / `stable_zero123` distil Zero-1-to-3's 
 """
 
 from dataclasses import dataclass, replace
+from typing import Protocol
 
 import torch
 from omegaconf import DictConfig
@@ -24,7 +25,6 @@ ZERO123_MODELS = {
         "Stability AI Non-Commercial Research Community License (stabilityai/stable-zero123 on Hugging Face)",
     ),
 }
-PRIORS = ("none", "oracle", *ZERO123_MODELS)
 
 
 @dataclass
@@ -50,6 +50,18 @@ def prior_weights(settings: DictConfig, stage: str) -> list[PretrainedModel]:
     return [replace(weights, location=str(settings.model)) if settings.model else weights]
 
 
+class Prior(Protocol):
+    """Scores renders of novel views; the stages minimise `loss` (static and dynamic alike)."""
+
+    def loss(
+        self,
+        colors: torch.Tensor,  # [B, H, W, 3] the renders, over views.backgrounds
+        alphas: torch.Tensor,  # [B, H, W, 1]
+        views: ViewBatch,
+        step_ratio: float,  # training progress in [0, 1]: priors anneal on it (SDS's max timestep)
+    ) -> torch.Tensor: ...  # a scalar
+
+
 def build_prior(
     settings: DictConfig,
     stage: str,
@@ -57,27 +69,38 @@ def build_prior(
     camera: DictConfig,  # the reference view: `elevation` (degrees) and `radius`
     device: torch.device,
     subject=None,
-):
+) -> Prior | None:
     """The prior named by `settings.prior` (the settings of `stage`: static or dynamic), or None for `none`."""
     name = settings.prior
     if name == "none":
         return None
-    if name == "oracle":
-        if subject is None:
-            raise DynaPoseError(f"{stage}.prior=oracle needs ground truth: use it with experiment=synthetic")
-        from .oracle import OraclePrior
+    if name not in BUILDERS:
+        raise DynaPoseError(f"unknown {stage}.prior={name!r}; choose one of none, {', '.join(BUILDERS)}")
+    return BUILDERS[name](settings, stage, references, camera, device, subject)
 
-        return OraclePrior(subject)
-    if name in ZERO123_MODELS:
-        from .zero123 import Zero123Prior
-        from .zero123_model import load_zero123
 
-        (weights,) = prior_weights(settings, stage)
-        half = settings.sds.half_precision and device.type == "cuda"  # fp16 is slow on CPU, and NaN-prone there
-        components = load_zero123(resolve_pretrained(weights), device, torch.float16 if half else torch.float32)
-        sds, stable = settings.sds, name == "stable_zero123"
-        return Zero123Prior(
-            components, references, sds.guidance_scale, tuple(sds.max_timestep), stable,
-            reference_elevation=camera.elevation, reference_radius=camera.radius,
-        )  # fmt: skip
-    raise DynaPoseError(f"unknown {stage}.prior={name!r}; choose one of {', '.join(PRIORS)}")
+def _oracle(settings, stage, references, camera, device, subject) -> Prior:
+    if subject is None:
+        raise DynaPoseError(f"{stage}.prior=oracle needs ground truth: use it with experiment=synthetic")
+    from .oracle import OraclePrior
+
+    return OraclePrior(subject)
+
+
+def _zero123(settings, stage, references, camera, device, subject) -> Prior:
+    from .zero123 import Zero123Prior
+    from .zero123_model import load_zero123
+
+    (weights,) = prior_weights(settings, stage)
+    half = settings.sds.half_precision and device.type == "cuda"  # fp16 is slow on CPU, and NaN-prone there
+    components = load_zero123(resolve_pretrained(weights), device, torch.float16 if half else torch.float32)
+    sds, stable = settings.sds, settings.prior == "stable_zero123"
+    return Zero123Prior(
+        components, references, sds.guidance_scale, tuple(sds.max_timestep), stable,
+        reference_elevation=camera.elevation, reference_radius=camera.radius,
+    )  # fmt: skip
+
+
+# <stage>.prior -> its builder: a new prior is its module plus one line here.
+BUILDERS = {"oracle": _oracle, "zero123": _zero123, "stable_zero123": _zero123}
+PRIORS = ("none", *BUILDERS)  # what <stage>.prior accepts (config_schema.py)

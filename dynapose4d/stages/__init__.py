@@ -1,1 +1,4 @@
-"""Pipeline stages; each has `run(cfg, run_dir, device)` and writes <run_dir>/<stage>/DONE when finished."""
+"""Pipeline stages: each module has `check(cfg)`, `execute(run)` and `verify(run)` (see pipeline.stage_modules).
+
+The training stages (static, dynamic) subclass training.TrainingStage, which owns their lifecycle.
+"""

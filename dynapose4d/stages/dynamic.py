@@ -13,16 +13,13 @@ with ground truth, held-out metrics at every frame.
 """
 
 import logging
-from pathlib import Path
 
 import torch
 from omegaconf import DictConfig
 
 from ..cameras import Cameras, orbit_cameras, reference_camera, sample_orbit_cameras
-from ..checkpoint import load_checkpoint, mark_done, save_checkpoint
-from ..data.driving import load_driving_frames, load_keypoints
+from ..checkpoint import load_checkpoint, non_finite
 from ..data.image import WHITE, composite, resize_square
-from ..data.inputs import background_color, load_reference, synthetic_sample, synthetic_subject
 from ..deform import build_deformation, normalised_time
 from ..errors import DynaPoseError
 from ..evaluation import evaluate_frames
@@ -34,38 +31,39 @@ from ..metrics import update_metrics_file
 from ..pretrained import PretrainedModel
 from ..priors import ViewBatch, build_prior, prior_weights
 from ..render import rasterize
+from ..run import Run
 from ..schedules import exponential_lr, reference_warmup, render_size, step_ratio
 from .keypoints import load_detector
-from .loop import run_training
 from .outputs import ORBIT_ELEVATION, render_views
+from .training import TrainingStage
 
 log = logging.getLogger(__name__)
 NAME = "dynamic"
 KML_MODES = ("lift", "render")
+OUTPUTS = ("checkpoint.pt", "renders/reference.mp4", "renders/orbit.mp4")
 
 
-class DynamicTrainer:
+class DynamicStage(TrainingStage):
     """The static model (trained with phi by default, as DG4D), the deformation network and their optimiser."""
 
-    def __init__(self, cfg: DictConfig, run_dir: Path, device: torch.device):
-        self.cfg, self.settings, self.device = cfg, cfg.dynamic, device
-        if cfg.loss.kml.mode not in KML_MODES:
-            raise DynaPoseError(f"loss.kml.mode must be one of {KML_MODES}, got {cfg.loss.kml.mode!r}")
-        self.stage_dir = run_dir / NAME
-        self.stage_dir.mkdir(parents=True, exist_ok=True)
+    name = NAME
+
+    def __init__(self, run: Run):
+        super().__init__(run, run.cfg.dynamic)
+        cfg, device = self.cfg, self.device
         size = self.settings.render_size
-        driving = load_driving_frames(run_dir)  # [T, H, W, 4]
+        driving = run.driving_frames()  # [T, H, W, 4]
         scale = size / driving.shape[1]  # keypoints are stored in driving-frame pixels
         frames = resize_square(driving, size).to(device)
         self.num_frames = len(frames)
-        self.background = background_color(cfg).to(device)  # [3]
+        self.background = run.background  # [3]
         self.target_rgb = composite(frames, self.background)  # [T, S, S, 3]
         self.target_mask = frames[..., 3:]  # [T, S, S, 1]
         camera = cfg.static.camera
         self.camera = reference_camera(size, size, camera.radius, camera.fovy, camera.elevation).to(device)
 
-        self.prior = build_prior(self.settings, NAME, driving, camera, device, synthetic_subject(cfg))
-        self.model = load_static_model(run_dir).to(device)
+        self.prior = build_prior(self.settings, NAME, driving, camera, device, run.subject)
+        self.model = run.static_model().to(device)
         self.model.requires_grad_(self.settings.optimize_gaussians)
         canonical_means = self.model.params["means"].detach()
         # phi's initial weights come from the global RNG: seeding here makes them independent
@@ -74,14 +72,9 @@ class DynamicTrainer:
         self.deformation = build_deformation(cfg.deformation.name, cfg.deformation, canonical_means)
         self.deformation.to(device)
         if cfg.loss.kml.weight > 0:  # without KML the keypoints stage may be skipped
-            self._prepare_keypoint_match(run_dir, scale)
+            self._prepare_keypoint_match(scale)
         self.optimizer = torch.optim.Adam(self._param_groups())
-        self.generator = torch.Generator().manual_seed(cfg.seed)
-        self.step = 0
-        checkpoint_path = self.stage_dir / "checkpoint.pt"
-        if cfg.resume and checkpoint_path.exists():
-            self._restore(load_checkpoint(checkpoint_path))
-            log.info("dynamic: resumed at step %d from %s", self.step, checkpoint_path)
+        self.restore()
 
     # ----- deformed Gaussians ---------------------------------------------------------------
 
@@ -95,19 +88,19 @@ class DynamicTrainer:
             for b in range(len(frames))
         ]
 
-    def _prepare_keypoint_match(self, run_dir: Path, scale: float) -> None:
+    def _prepare_keypoint_match(self, scale: float) -> None:
         """Driving keypoints at render size, and the lifted support points or the detector KML compares them to."""
-        support, keypoints, visibility = load_keypoints(run_dir)
+        support, keypoints, visibility = self.run.keypoints()
         self.keypoints = (keypoints * scale).to(self.device)  # [T, N, 2]
         self.keypoint_visibility = visibility.to(self.device)  # [T, N] 0 where tracking lost a point
         points = (support.points * self.settings.render_size / support.image_size[1]).to(self.device)  # [N, 2]
         if self.cfg.loss.kml.mode == "lift":
             self.lifted_keypoints = self._lift(points)  # [N, 3]
         elif self.cfg.keypoints.source == "poseanything":  # the model that found the driving keypoints
-            self.detector = load_detector(self.cfg, run_dir, support, self.device)
+            self.detector = load_detector(self.run, support)
         else:
             size = self.settings.render_size
-            reference = composite(resize_square(load_reference(run_dir), size).to(self.device), self.background)
+            reference = composite(resize_square(self.run.reference(), size).to(self.device), self.background)
             self.detector = TemplateMatchingDetector(reference, points)
 
     @torch.no_grad()
@@ -231,31 +224,30 @@ class DynamicTrainer:
         )
         return sum(spatio_temporal_consistency_loss(torch.stack([a, b])) for a, b in zip(now, after))
 
-    # ----- checkpointing --------------------------------------------------------------------
+    # ----- TrainingStage's hooks ------------------------------------------------------------
+
+    def trainable(self) -> dict[str, torch.Tensor]:
+        phi = {f"deformation.{key}": value for key, value in self.deformation.named_parameters()}
+        return {**phi, **self.model.params} if self.settings.optimize_gaussians else phi
+
+    def named_optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"adam": self.optimizer}
 
     def state_dict(self) -> dict:
-        state = {
-            "step": self.step,
-            "deformation": self.deformation.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "generator": self.generator.get_state(),
-            "torch_rng": torch.get_rng_state(),
-        }
+        state = {"deformation": self.deformation.state_dict()}
         if self.settings.optimize_gaussians:
             state["model"] = {key: value.detach().cpu() for key, value in self.model.params.items()}
         return state
 
-    def _restore(self, checkpoint: dict) -> None:
-        self.step = checkpoint["step"]
-        self.deformation.load_state_dict(checkpoint["deformation"])
-        if "model" in checkpoint:
-            self.model.load_state_dict(checkpoint["model"])
-        self.optimizer.load_state_dict(checkpoint["optimizer"])
-        self.generator.set_state(checkpoint["generator"])
-        torch.set_rng_state(checkpoint["torch_rng"])
+    def load_state_dict(self, state: dict) -> None:
+        self.deformation.load_state_dict(state["deformation"])
+        if "model" in state:  # the Gaussians trained with phi; their number is the static model's
+            with torch.no_grad():
+                for key, value in state["model"].items():
+                    self.model.params[key].copy_(value)
 
-    def save(self) -> None:
-        save_checkpoint(self.state_dict(), self.stage_dir / "checkpoint.pt")
+    def write_outputs(self) -> None:
+        write_dynamic_outputs(self)
 
 
 def render_cameras(gaussians: dict, cameras: Cameras, backgrounds: torch.Tensor, backend: str):
@@ -267,37 +259,45 @@ def render_cameras(gaussians: dict, cameras: Cameras, backgrounds: torch.Tensor,
     return colors, alphas
 
 
-def load_static_model(run_dir: Path) -> GaussianModel:
-    path = run_dir / "static" / "checkpoint.pt"
-    if not path.exists():
-        raise DynaPoseError(f"no static model at {path}: run the static stage first")
-    return GaussianModel(load_checkpoint(path)["model"])
-
-
 def check(cfg: DictConfig) -> list[PretrainedModel]:
     return prior_weights(cfg.dynamic, NAME)
 
 
-def run(cfg: DictConfig, run_dir: Path, device: torch.device) -> None:
-    trainer = DynamicTrainer(cfg, run_dir, device)
-    run_training(trainer, cfg.dynamic.iterations, cfg.dynamic.checkpoint_every, NAME)
-    finish(cfg, run_dir, trainer)
-    mark_done(trainer.stage_dir)
+def execute(run: Run) -> None:
+    DynamicStage(run).fit()
+
+
+def verify(run: Run) -> list[str]:
+    """What is wrong with the outputs: files missing, a PLY per driving frame, a finite checkpoint."""
+    stage_dir = run.stage_dir(NAME)
+    problems = [f"{name} is missing" for name in OUTPUTS if not (stage_dir / name).exists()]
+    frames, plys = len(run.driving_frames()), len(list((stage_dir / "frames").glob("*.ply")))
+    if plys != frames:
+        problems.append(f"frames/ holds {plys} PLY files for {frames} driving frames")
+    if not problems:
+        checkpoint = load_checkpoint(run.checkpoint_path(NAME))
+        problems += non_finite({key: checkpoint[key] for key in ("deformation", "model") if key in checkpoint},
+                               "checkpoint.pt")  # fmt: skip
+    return problems
 
 
 @torch.no_grad()
-def finish(cfg: DictConfig, run_dir: Path, trainer: DynamicTrainer) -> None:
+def write_dynamic_outputs(stage: DynamicStage) -> None:
     """Reference and orbit videos over time, per-frame PLY files, and held-out metrics at every frame."""
-    stage_dir = run_dir / NAME
-    frames = list(range(trainer.num_frames))
-    per_frame = [{key: value.detach() for key, value in g.items()} for g in trainer.deformed(torch.tensor(frames))]
+    run, cfg = stage.run, stage.cfg
+    stage_dir = run.stage_dir(NAME)
+    frames = list(range(stage.num_frames))
+    per_frame = [{key: value.detach() for key, value in g.items()} for g in stage.deformed(torch.tensor(frames))]
+    problems = [problem for frame, g in zip(frames, per_frame) for problem in non_finite(g, f"frame {frame}")]
+    if problems:  # a finite phi can still send a Gaussian to infinity at a time it never trained on
+        raise DynaPoseError(f"dynamic: the deformed Gaussians are not finite ({problems[0]}); nothing was written")
     (stage_dir / "frames").mkdir(exist_ok=True)
     for frame, gaussians in zip(frames, per_frame):
         GaussianModel.from_tensors(gaussians).save_ply(stage_dir / "frames" / f"{frame:03d}.ply")
 
     size, camera, backend = cfg.image_size, cfg.static.camera, cfg.render.backend
-    background = trainer.background
-    reference = reference_camera(size, size, camera.radius, camera.fovy, camera.elevation).to(trainer.device)
+    background = stage.background
+    reference = reference_camera(size, size, camera.radius, camera.fovy, camera.elevation).to(stage.device)
     reference_video = torch.cat([render_views(g, reference, background, backend) for g in per_frame])
     (stage_dir / "renders").mkdir(exist_ok=True)
     write_video(stage_dir / "renders" / "reference.mp4", reference_video, fps=cfg.video.fps)
@@ -306,16 +306,16 @@ def finish(cfg: DictConfig, run_dir: Path, trainer: DynamicTrainer) -> None:
     orbit = orbit_cameras(torch.full((count,), ORBIT_ELEVATION), azimuths, camera.radius, camera.fovy, size, size)
     orbit_video = torch.cat(
         [
-            render_views(per_frame[i % len(per_frame)], orbit[i].to(trainer.device), background, backend)
+            render_views(per_frame[i % len(per_frame)], orbit[i].to(stage.device), background, backend)
             for i in range(count)
         ]
     )
     write_video(stage_dir / "renders" / "orbit.mp4", orbit_video, fps=cfg.video.fps)
 
-    sample = synthetic_sample(cfg, run_dir)
+    sample = run.ground_truth
     if sample is not None:
         metrics = evaluate_frames(lambda frame: per_frame[frame], sample, frames, background, backend)
-        update_metrics_file(run_dir, NAME, metrics)
+        update_metrics_file(run.dir, NAME, metrics)
         log.info(
             "dynamic: held-out PSNR over %d frames = %.2f dB (reference view %.2f dB)",
             len(frames), metrics["heldout_psnr"], metrics["reference_psnr"],

@@ -13,18 +13,17 @@ Sources (`keypoints=<source>`):
 """
 
 import logging
-from pathlib import Path
 
 import torch
 from omegaconf import DictConfig
 
-from ..checkpoint import mark_done
-from ..data.driving import load_driving_frames, save_keypoints
+from ..data.driving import save_keypoints
 from ..data.image import WHITE, composite, resize_square
-from ..data.inputs import check_source, load_reference, synthetic_sample
 from ..data.support import SupportKeypoints, automatic_support, load_support
+from ..errors import DynaPoseError
 from ..keypoint_tracking import TrackSettings, track_points
 from ..pretrained import PretrainedModel, resolve_pretrained
+from ..run import Run
 
 log = logging.getLogger(__name__)
 NAME = "keypoints"
@@ -46,11 +45,8 @@ def poseanything_weights(checkpoint: str | None) -> PretrainedModel:
 
 
 def check(cfg: DictConfig) -> list[PretrainedModel]:
-    source = check_source(cfg, NAME, SOURCES)
-    if source == "poseanything":
+    if cfg.keypoints.source == "poseanything":
         return [poseanything_weights(cfg.keypoints.checkpoint)]
-    if source == "track":
-        track_settings(cfg).check()  # a bad setting stops the run before anything is written
     return []
 
 
@@ -59,64 +55,76 @@ def track_settings(cfg: DictConfig) -> TrackSettings:
     return TrackSettings(settings.window, settings.levels, settings.fb_threshold)
 
 
-def run(cfg: DictConfig, run_dir: Path, device: torch.device) -> None:
-    frames = load_driving_frames(run_dir)  # [T, H, W, 4]
-    source = check_source(cfg, NAME, SOURCES)
+def execute(run: Run) -> None:
+    frames = run.driving_frames()  # [T, H, W, 4]
+    source = run.cfg.keypoints.source
     visibility = None  # all visible, except where tracking loses points
     if source == "oracle":
-        support, keypoints = oracle_keypoints(cfg, run_dir)
+        support, keypoints = oracle_keypoints(run)
     elif source == "track":
-        support = support_keypoints(cfg, run_dir)
-        keypoints, visibility = tracked_keypoints(cfg, run_dir, support, frames)
+        support = support_keypoints(run)
+        keypoints, visibility = tracked_keypoints(run, support, frames)
     else:
-        support = support_keypoints(cfg, run_dir)
-        detector = load_detector(cfg, run_dir, support, device)
-        keypoints = detector.detect(composite(frames, WHITE).to(device), cfg.keypoints.batch_size).cpu()
-    save_keypoints(run_dir / NAME, support, keypoints, frames, cfg.video.fps, visibility)
-    mark_done(run_dir / NAME)
+        support = support_keypoints(run)
+        detector = load_detector(run, support)
+        keypoints = detector.detect(composite(frames, WHITE).to(run.device), run.cfg.keypoints.batch_size).cpu()
+    save_keypoints(run.stage_dir(NAME), support, keypoints, frames, run.cfg.video.fps, visibility)
 
 
-def oracle_keypoints(cfg: DictConfig, run_dir: Path) -> tuple[SupportKeypoints, torch.Tensor]:
-    sample = synthetic_sample(cfg, run_dir)
+def verify(run: Run) -> list[str]:
+    """What is wrong with the outputs: keypoints missing, not finite, or not one set per driving frame."""
+    try:
+        _, keypoints, _ = run.keypoints()
+    except DynaPoseError as error:
+        return [str(error)]
+    problems = [] if keypoints.isfinite().all() else ["keypoints.json holds non-finite keypoints"]
+    frames = len(run.driving_frames())
+    if len(keypoints) != frames:
+        problems.append(f"keypoints.json has {len(keypoints)} frames, the driving video {frames}")
+    return problems
+
+
+def oracle_keypoints(run: Run) -> tuple[SupportKeypoints, torch.Tensor]:
+    sample = run.ground_truth
     bones = [(parent, joint) for joint, parent in enumerate(sample.parents) if joint > 0]
     size = tuple(sample.image.shape[:2])
     return SupportKeypoints(sample.support_keypoints, bones, list(sample.joint_names), size), sample.keypoints
 
 
-def tracked_keypoints(
-    cfg: DictConfig, run_dir: Path, support: SupportKeypoints, frames: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
+def tracked_keypoints(run: Run, support: SupportKeypoints, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Support points followed from the reference image through the frames [T, H, W, 4]: ([T, N, 2], [T, N]).
 
     The reference comes first in the tracked sequence because a generated video's first frame
     need not equal it; the support points are rescaled to the frames' size.
     """
     size = frames.shape[1]
-    reference = resize_square(load_reference(run_dir), size)  # [H, W, 4]
+    reference = resize_square(run.reference(), size)  # [H, W, 4]
     points = support.points * size / support.image_size[1]  # [N, 2] in frame pixels
     sequence = composite(torch.cat([reference[None], frames]), WHITE)  # [1 + T, H, W, 3]
-    tracked, visibility = track_points(sequence, points, track_settings(cfg))
+    tracked, visibility = track_points(sequence, points, track_settings(run.cfg))
     lost = 1 - visibility[-1].mean().item()
     log.info("keypoints: tracking lost %.0f%% of the points by the last frame", 100 * lost)
     return tracked[1:], visibility[1:]
 
 
-def support_keypoints(cfg: DictConfig, run_dir: Path) -> SupportKeypoints:
+def support_keypoints(run: Run) -> SupportKeypoints:
     """The user's support JSON (`keypoints.support`), or well-spread points on the reference's mask."""
-    reference = load_reference(run_dir)  # [S, S, 4]
+    settings = run.cfg.keypoints
+    reference = run.reference()  # [S, S, 4]
     size = tuple(reference.shape[:2])
-    if cfg.keypoints.support is not None:
-        return load_support(cfg.keypoints.support, size)
-    support = automatic_support(reference[..., 3], cfg.keypoints.num_keypoints)
+    if settings.support is not None:
+        return load_support(settings.support, size)
+    support = automatic_support(reference[..., 3], settings.num_keypoints)
     log.info("keypoints: %d support points placed automatically (keypoints.support=... to give your own)",
              len(support.points))  # fmt: skip
     return support
 
 
-def load_detector(cfg: DictConfig, run_dir: Path, support: SupportKeypoints, device: torch.device):
-    """PoseAnything from `keypoints.checkpoint`, with the support image encoded, on `device`."""
+def load_detector(run: Run, support: SupportKeypoints):
+    """PoseAnything from `keypoints.checkpoint`, with the support image encoded, on the run's device."""
     from ..priors.cape import CapeDetector, load_cape_checkpoint
 
-    model = load_cape_checkpoint(resolve_pretrained(poseanything_weights(cfg.keypoints.checkpoint))).to(device)
-    reference = composite(load_reference(run_dir), WHITE)  # [S, S, 3]
+    device = run.device
+    model = load_cape_checkpoint(resolve_pretrained(poseanything_weights(run.cfg.keypoints.checkpoint))).to(device)
+    reference = composite(run.reference(), WHITE)  # [S, S, 3]
     return CapeDetector(model, reference.to(device), support.points.to(device), support.skeleton)

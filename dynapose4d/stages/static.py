@@ -8,93 +8,88 @@ static/{checkpoint.pt, model.ply, renders/, DONE} and, with ground truth, metric
 """
 
 import logging
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig
 
 from ..cameras import reference_camera, sample_orbit_cameras
-from ..checkpoint import load_checkpoint, mark_done, save_checkpoint
+from ..checkpoint import load_checkpoint, non_finite
 from ..data.image import composite, resize_square
-from ..data.inputs import background_color, load_reference, synthetic_sample, synthetic_subject
 from ..densify import Densifier
-from ..errors import DynaPoseError
 from ..evaluation import evaluate_frames
 from ..gaussians import GaussianModel
 from ..metrics import update_metrics_file
 from ..pretrained import PretrainedModel
 from ..priors import ViewBatch, build_prior, prior_weights
 from ..render import rasterize
+from ..run import Run
 from ..schedules import exponential_lr, reference_warmup, render_size, step_ratio
-from .loop import run_training
 from .outputs import write_turntable
+from .training import TrainingStage
 
 log = logging.getLogger(__name__)
 NAME = "static"
 # DreamGaussian starts every Gaussian grey: SH DC coefficients in [0, 1/255), colour within 0.0012 of 0.5.
 DREAMGAUSSIAN_INIT_COLOR = 0.5
+OUTPUTS = ("checkpoint.pt", "model.ply", "renders/grid.png", "renders/orbit.mp4")
 
 
-class StaticTrainer:
-    """Holds everything one static optimisation needs, so it can be checkpointed whole."""
+class StaticStage(TrainingStage):
+    """Everything one static optimisation needs; TrainingStage runs its lifecycle."""
 
-    def __init__(self, cfg: DictConfig, run_dir: Path, device: torch.device):
-        self.cfg, self.settings, self.device = cfg, cfg.static, device
-        self.stage_dir = run_dir / NAME
-        self.stage_dir.mkdir(parents=True, exist_ok=True)
-        size = self.settings.render_size
-        image = load_reference(run_dir)  # [H, W, 4]
+    name = NAME
+
+    def __init__(self, run: Run):
+        super().__init__(run, run.cfg.static)
+        device, settings = self.device, self.settings
+        size = settings.render_size
+        image = run.reference()  # [H, W, 4]
         reference = resize_square(image, size)  # [S, S, 4]
-        self.background = background_color(cfg).to(device)  # [3]
+        self.background = run.background  # [3]
         self.target_rgb = composite(reference.to(device), self.background)  # [S, S, 3]
         self.target_mask = reference[..., 3:].to(device)  # [S, S, 1]
-        camera = self.settings.camera
+        camera = settings.camera
         self.reference_camera = reference_camera(size, size, camera.radius, camera.fovy, camera.elevation).to(device)
-        self.prior = build_prior(self.settings, NAME, image[None], camera, device, synthetic_subject(cfg))
-        self.ref_warmup = reference_warmup_enabled(self.settings)
+        self.prior = build_prior(settings, NAME, image[None], camera, device, run.subject)
+        self.ref_warmup = reference_warmup_enabled(settings)
 
-        self.generator = torch.Generator().manual_seed(cfg.seed)  # view and background sampling
-        torch.manual_seed(cfg.seed)  # densification splits sample from the global RNG
+        torch.manual_seed(self.cfg.seed)  # densification splits sample from the global RNG
         self.model = GaussianModel.from_sphere(
-            self.settings.num_points, self.settings.init_radius, self.generator, color=DREAMGAUSSIAN_INIT_COLOR
-        )
-        self.step = 0
-        checkpoint_path = self.stage_dir / "checkpoint.pt"
-        checkpoint = load_checkpoint(checkpoint_path) if cfg.resume and checkpoint_path.exists() else None
-        if checkpoint is not None:
-            self.model.load_state_dict(checkpoint["model"])
-        self.model.to(device)
+            settings.num_points, settings.init_radius, self.generator, color=DREAMGAUSSIAN_INIT_COLOR
+        ).to(device)
+        self.densifier = Densifier.from_dreamgaussian(**settings.densify)
+        self._build_optimizers()
+        self.restore()
+
+    def _build_optimizers(self) -> None:
+        """One Adam per parameter, as gsplat's densification expects (checked)."""
         lrs = {key: value for key, value in self.settings.lr.items() if key != "means_final"}
         self.optimizers = self.model.make_optimizers(lrs)
-        self.densifier = Densifier.from_dreamgaussian(**self.settings.densify)
-        self.densifier.check(self.model, self.optimizers)  # one Adam per trainable parameter
-        if checkpoint is not None:
-            self._restore(checkpoint)
-            log.info("static: resumed at step %d from %s", self.step, checkpoint_path)
+        self.densifier.check(self.model, self.optimizers)
 
-    # ----- checkpointing ----------------------------------------------------------------
+    # ----- TrainingStage's hooks --------------------------------------------------------
+
+    def trainable(self) -> dict[str, torch.Tensor]:
+        return dict(self.model.params)
+
+    def named_optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return self.optimizers
 
     def state_dict(self) -> dict:
         return {
-            "step": self.step,
             "model": {key: value.detach().cpu() for key, value in self.model.params.items()},
-            "optimizers": {key: optimizer.state_dict() for key, optimizer in self.optimizers.items()},
             "densifier": self.densifier.state_dict(),
-            "generator": self.generator.get_state(),
-            "torch_rng": torch.get_rng_state(),
         }
 
-    def _restore(self, checkpoint: dict) -> None:
-        self.step = checkpoint["step"]
-        for key, optimizer in self.optimizers.items():
-            optimizer.load_state_dict(checkpoint["optimizers"][key])
-        self.densifier.load_state_dict(checkpoint["densifier"])
-        self.generator.set_state(checkpoint["generator"])
-        torch.set_rng_state(checkpoint["torch_rng"])
+    def load_state_dict(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])  # densification changed N: new Parameters, new optimizers
+        self.model.to(self.device)
+        self._build_optimizers()
+        self.densifier.load_state_dict(state["densifier"])
 
-    def save(self) -> None:
-        save_checkpoint(self.state_dict(), self.stage_dir / "checkpoint.pt")
+    def write_outputs(self) -> None:
+        write_static_outputs(self.run, self.model)
 
     # ----- optimisation -----------------------------------------------------------------
 
@@ -153,35 +148,36 @@ class StaticTrainer:
 def reference_warmup_enabled(settings: DictConfig) -> bool:
     """`loss.ref_warmup`: true | false | auto, DreamGaussian's choice per prior (on only for Zero123-XL)."""
     choice = settings.loss.ref_warmup
-    if choice == "auto":
-        return settings.prior == "zero123"
-    if isinstance(choice, bool):
-        return choice
-    raise DynaPoseError(f"static.loss.ref_warmup must be true, false or auto, got {choice!r}")
+    return settings.prior == "zero123" if choice == "auto" else choice
 
 
 def check(cfg: DictConfig) -> list[PretrainedModel]:
     return prior_weights(cfg.static, NAME)
 
 
-def run(cfg: DictConfig, run_dir: Path, device: torch.device) -> None:
-    trainer = StaticTrainer(cfg, run_dir, device)
-    run_training(trainer, cfg.static.iterations, cfg.static.checkpoint_every, NAME)
-    finish(cfg, run_dir, trainer.model)
-    mark_done(trainer.stage_dir)
+def execute(run: Run) -> None:
+    StaticStage(run).fit()
+
+
+def verify(run: Run) -> list[str]:
+    """What is wrong with the stage's outputs: a model that is missing, unreadable or not finite."""
+    stage_dir = run.stage_dir(NAME)
+    problems = [f"{name} is missing" for name in OUTPUTS if not (stage_dir / name).exists()]
+    if not problems:
+        problems += non_finite(load_checkpoint(run.checkpoint_path(NAME))["model"], "checkpoint.pt")
+    return problems
 
 
 @torch.no_grad()
-def finish(cfg: DictConfig, run_dir: Path, model: GaussianModel) -> None:
+def write_static_outputs(run: Run, model: GaussianModel) -> None:
     """Model PLY, renders to look at, and held-out metrics at frame 0 when ground truth exists."""
-    stage_dir = run_dir / NAME
+    cfg, stage_dir = run.cfg, run.stage_dir(NAME)
     model.save_ply(stage_dir / "model.ply")
     gaussians = {key: value.detach() for key, value in model.activated().items()}
-    background = background_color(cfg).to(model.params["means"].device)
-    write_turntable(stage_dir / "renders", gaussians, background, cfg, cfg.image_size, cfg.static.camera)
-    sample = synthetic_sample(cfg, run_dir)
+    write_turntable(stage_dir / "renders", gaussians, run.background, cfg, cfg.image_size, cfg.static.camera)
+    sample = run.ground_truth
     if sample is not None:
-        metrics = evaluate_frames(lambda frame: gaussians, sample, [0], background, cfg.render.backend)
+        metrics = evaluate_frames(lambda frame: gaussians, sample, [0], run.background, cfg.render.backend)
         metrics["num_gaussians"] = model.num_gaussians
-        update_metrics_file(run_dir, NAME, metrics)
+        update_metrics_file(run.dir, NAME, metrics)
         log.info("static: held-out PSNR at frame 0 = %.2f dB", metrics["heldout_psnr"])

@@ -27,7 +27,6 @@ import torch
 from omegaconf import DictConfig
 from PIL import Image, ImageDraw, ImageFont
 
-from ..checkpoint import mark_done
 from ..data.driving import save_driving_frames
 from ..data.image import (
     WHITE,
@@ -39,10 +38,10 @@ from ..data.image import (
     rembg_session,
     resize_square,
 )
-from ..data.inputs import check_source, load_clip, load_reference, synthetic_sample
 from ..errors import DynaPoseError
 from ..export import image_grid, load_png, load_png_frames, save_png, save_png_frames, to_uint8, write_video
 from ..pretrained import PretrainedModel
+from ..run import Run
 
 log = logging.getLogger(__name__)
 NAME = "video"
@@ -61,65 +60,70 @@ SHEET_LABEL = 100  # pixels of the "seed N" column
 
 
 def check(cfg: DictConfig) -> list[PretrainedModel]:
-    if check_source(cfg, NAME, SOURCES) != "svd":
+    if cfg.video.source != "svd":
         return []
     from ..priors.svd import svd_weights
 
-    settings = cfg.video
-    if settings.candidates < 1:
-        raise DynaPoseError(f"video.candidates must be at least 1, got {settings.candidates}")
-    if settings.mask not in MASK_METHODS:
-        raise DynaPoseError(f"video.mask must be one of {', '.join(MASK_METHODS)}, got {settings.mask!r}")
-    return [svd_weights(settings.model)]
+    return [svd_weights(cfg.video.model)]
 
 
-def outdated(cfg: DictConfig, run_dir: Path) -> str | None:
+def outdated(run: Run) -> str | None:
     """Why the finished video/ no longer fits the config (it holds another seed than video.seed), or None."""
-    held = held_seed(run_dir)
+    cfg = run.cfg
+    held = held_seed(run)
     if cfg.video.source != "svd" or cfg.video.seed is None or held in (None, cfg.video.seed):
         return None
     return f"video/ holds the video of seed {held} but video.seed={cfg.video.seed} is asked for"
 
 
-def held_seed(run_dir: Path) -> int | None:
+def held_seed(run: Run) -> int | None:
     """The seed of the SVD video in video/frames/, if any."""
-    record = run_dir / NAME / SELECTED
+    record = run.stage_dir(NAME) / SELECTED
     return json.loads(record.read_text())["seed"] if record.exists() else None
 
 
-def chosen_seed(cfg: DictConfig, run_dir: Path) -> int:
+def chosen_seed(run: Run) -> int:
     """video.seed; when null, the seed video/ holds already (a resume keeps the pick), else the run's seed."""
-    if cfg.video.seed is not None:
-        return cfg.video.seed
-    held = held_seed(run_dir)
-    return cfg.seed if held is None else held
+    if run.cfg.video.seed is not None:
+        return run.cfg.video.seed
+    held = held_seed(run)
+    return run.cfg.seed if held is None else held
 
 
-def run(cfg: DictConfig, run_dir: Path, device: torch.device) -> None:
-    source = check_source(cfg, NAME, SOURCES)
-    stage_dir = run_dir / NAME
+def execute(run: Run) -> None:
+    source, stage_dir = run.cfg.video.source, run.stage_dir(NAME)
     if source == "oracle":
-        frames = synthetic_sample(cfg, run_dir).driving_video
+        frames = run.ground_truth.driving_video
     elif source == "file":
-        frames = load_clip(run_dir)
+        frames = run.clip()
     else:
-        seed = chosen_seed(cfg, run_dir)
-        frames = svd_video(cfg, run_dir, seed, device)
+        seed = chosen_seed(run)
+        frames = svd_video(run, seed)
     shutil.rmtree(stage_dir / "frames", ignore_errors=True)  # a redo must not keep frames of the video before
-    save_driving_frames(stage_dir, frames, cfg.video.fps)
+    save_driving_frames(stage_dir, frames, run.cfg.video.fps)
     if source == "svd":
         (stage_dir / SELECTED).write_text(json.dumps({"seed": seed}))
-    mark_done(stage_dir)
 
 
-def svd_video(cfg: DictConfig, run_dir: Path, seed: int, device: torch.device) -> torch.Tensor:
+def verify(run: Run) -> list[str]:
+    """What is wrong with the outputs: no frames, frames of different sizes, or no driving.mp4."""
+    stage_dir = run.stage_dir(NAME)
+    problems = [] if (stage_dir / "driving.mp4").is_file() else ["driving.mp4 is missing"]
+    sizes = {Image.open(path).size for path in sorted((stage_dir / "frames").glob("*.png"))}
+    if len(sizes) != 1:
+        problems.append("frames/ holds no frames" if not sizes else f"frames/ mixes frame sizes {sorted(sizes)}")
+    return problems
+
+
+def svd_video(run: Run, seed: int) -> torch.Tensor:
     """RGBA frames [F, S, S, 4] (S = image_size) of `seed`'s candidate; missing candidates are generated."""
+    cfg = run.cfg
     settings = cfg.video
-    directory = run_dir / NAME / CANDIDATES
+    directory = run.stage_dir(NAME) / CANDIDATES
     seeds = list(range(seed, seed + settings.candidates))
     missing = [each for each in seeds if read_settings(directory, each) != candidate_settings(settings, each)]
     if missing:
-        generate_candidates(cfg, run_dir, missing, device)
+        generate_candidates(run, missing)
     if seed not in missing:
         log.info("video: reusing the video of seed %d in %s (no Stable Video Diffusion call)", seed, directory)
     sheet = write_contact_sheet(directory, seeds)
@@ -147,14 +151,14 @@ def read_settings(directory: Path, seed: int) -> dict | None:
     return json.loads(path.read_text()) if path.exists() else None
 
 
-def generate_candidates(cfg: DictConfig, run_dir: Path, seeds: list[int], device: torch.device) -> None:
+def generate_candidates(run: Run, seeds: list[int]) -> None:
     """SVD's video of each seed, written as a candidate as soon as it is made; SVD is loaded once for all."""
     from ..priors.svd import generate_driving_video, svd_pipeline
 
-    settings = cfg.video
-    image = svd_input(cfg, run_dir)  # [H, H, 3]
+    settings = run.cfg.video
+    image = svd_input(run)  # [H, H, 3]
     options = {"cpu_offload": settings.cpu_offload, "forward_chunking": settings.forward_chunking}
-    with svd_pipeline(settings.model, device, **options) as pipe:
+    with svd_pipeline(settings.model, run.device, **options) as pipe:
         for seed in seeds:
             log.info("video: generating the video of seed %d", seed)
             video = generate_driving_video(
@@ -171,18 +175,20 @@ def generate_candidates(cfg: DictConfig, run_dir: Path, seeds: list[int], device
                 width=settings.width,
                 pad=settings.pad,
             )  # fmt: skip  [F, H, H, 3]
-            write_candidate(candidate_dir(run_dir / NAME / CANDIDATES, seed), video, candidate_settings(settings, seed))
+            candidate = candidate_dir(run.stage_dir(NAME) / CANDIDATES, seed)
+            write_candidate(candidate, video, candidate_settings(settings, seed))
 
 
-def svd_input(cfg: DictConfig, run_dir: Path) -> torch.Tensor:
+def svd_input(run: Run) -> torch.Tensor:
     """The input image [H, H, 3] on white at SVD's resolution (H = video.height), framed like the reference."""
+    cfg = run.cfg
     height = cfg.video.height
     # The original file at SVD's resolution (the same recentring, so the same framing): upscaling the
     # saved 256² reference would blur the video.
     if cfg.image is not None:
         image = load_reference_image(cfg.image, height, cfg.mask, cfg.border_ratio)
     else:
-        image = resize_square(load_reference(run_dir), height)
+        image = resize_square(run.reference(), height)
     return composite(image, WHITE)
 
 
