@@ -109,7 +109,10 @@ def verify(run: Run) -> list[str]:
     """What is wrong with the outputs: no frames, frames of different sizes, or no driving.mp4."""
     stage_dir = run.stage_dir(NAME)
     problems = [] if (stage_dir / "driving.mp4").is_file() else ["driving.mp4 is missing"]
-    sizes = {Image.open(path).size for path in sorted((stage_dir / "frames").glob("*.png"))}
+    sizes = set()
+    for path in (stage_dir / "frames").glob("*.png"):
+        with Image.open(path) as frame:  # reads the header only
+            sizes.add(frame.size)
     if len(sizes) != 1:
         problems.append("frames/ holds no frames" if not sizes else f"frames/ mixes frame sizes {sorted(sizes)}")
     return problems
