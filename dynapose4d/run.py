@@ -17,6 +17,8 @@ only through these accessors:
 Each stage directory holds DONE once its outputs were verified (see checkpoint.mark_done).
 """
 
+import json
+import os
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -58,6 +60,15 @@ class Run:
     def metrics_path(self) -> Path:
         return self.dir / "metrics.json"
 
+    def record_metrics(self, section: str, values: dict) -> None:
+        """Merge `values` under `section` into metrics.json, atomically."""
+        path = self.metrics_path
+        metrics = json.loads(path.read_text()) if path.exists() else {}
+        metrics[section] = values
+        temporary = path.with_name(f".metrics.json.{os.getpid()}.tmp")
+        temporary.write_text(json.dumps(metrics, indent=2) + "\n")
+        os.replace(temporary, path)
+
     # ----- what the stages read -------------------------------------------------------------
 
     @cached_property
@@ -81,13 +92,13 @@ class Run:
         """The driving video [T, H, W, 4] the video stage wrote."""
         from .data.driving import load_driving_frames
 
-        return load_driving_frames(self.dir)
+        return load_driving_frames(self.stage_dir("video"))
 
     def keypoints(self):
         """(support keypoints, per-frame keypoints [T, N, 2], visibility [T, N]) the keypoints stage wrote."""
         from .data.driving import load_keypoints
 
-        return load_keypoints(self.dir)
+        return load_keypoints(self.stage_dir("keypoints"))
 
     def static_model(self):
         """The static stage's Gaussians (a GaussianModel on the CPU)."""

@@ -10,7 +10,7 @@ import torch
 from dynapose4d.errors import DynaPoseError
 from dynapose4d.eval.clip import load_clip
 from dynapose4d.eval.fvd import FVDPool, frechet_distance, fvd_from_features, i3d_features, load_i3d
-from dynapose4d.eval.image_metrics import benchmark_psnr, benchmark_ssim
+from dynapose4d.eval.image_metrics import psnr, ssim
 from dynapose4d.eval.scoring import score_animate124, score_consistent4d, summarize_consistent4d
 from dynapose4d.eval.suite import MetricSuite
 
@@ -20,11 +20,11 @@ def test_psnr_uses_the_target_range():
     target[0, 0] = 1.0  # the target spans 0..1: data range 1
     prediction = target.clone()
     prediction[2, 2, 1] = 0.1  # one of 48 values off by 0.1: mse = 0.01 / 48
-    assert benchmark_psnr(prediction, target) == pytest.approx(10 * math.log10(4800))  # 36.81 dB
+    assert psnr(prediction, target) == pytest.approx(10 * math.log10(4800))  # 36.81 dB
     # torchmetrics' data_range=None: a target spanning 0.2..0.7 has range 0.5, i.e. 20 log10(0.5) dB less
     narrow = target * 0.5 + 0.2
-    assert benchmark_psnr(narrow + (prediction - target), narrow) == pytest.approx(10 * math.log10(1200))
-    assert benchmark_psnr(target, target) == math.inf
+    assert psnr(narrow + (prediction - target), narrow) == pytest.approx(10 * math.log10(1200))
+    assert psnr(target, target) == math.inf
 
 
 def _torchmetrics_ssim(prediction: torch.Tensor, target: torch.Tensor) -> float:
@@ -49,9 +49,9 @@ def test_ssim_is_torchmetrics_gaussian_ssim():
     target = torch.rand(24, 24, 3, generator=generator) * 0.6 + 0.2
     prediction = (target + 0.1 * torch.randn(24, 24, 3, generator=generator)).clamp(0, 1)
     expected = _torchmetrics_ssim(prediction, target)
-    assert benchmark_ssim(prediction, target) == pytest.approx(expected, abs=1e-9)
+    assert ssim(prediction, target) == pytest.approx(expected, abs=1e-9)
     # the data range comes from the images: scaling both leaves SSIM unchanged (a fixed range would not)
-    assert benchmark_ssim(prediction * 0.5, target * 0.5) == pytest.approx(expected, abs=1e-9)
+    assert ssim(prediction * 0.5, target * 0.5) == pytest.approx(expected, abs=1e-9)
 
 
 def test_frechet_distance_of_diagonal_gaussians_is_closed_form():

@@ -81,7 +81,7 @@ def test_track_runs_in_the_synthetic_pipeline_and_the_dynamic_stage_skips_lost_p
     config = tiny_synthetic_config("keypoints=track", "keypoints.num_keypoints=6", "dynamic.iterations=2")
     run_dir = run(config)
     assert (run_dir / "dynamic" / "DONE").exists() and (run_dir / "keypoints" / "overlay.mp4").stat().st_size > 0
-    support, keypoints, visibility = load_keypoints(run_dir)
+    support, keypoints, visibility = load_keypoints(run_dir / "keypoints")
     assert keypoints.shape == (2, 6, 2) and visibility.shape == (2, 6)
 
     path = run_dir / "keypoints" / "keypoints.json"
@@ -102,7 +102,7 @@ def test_keypoint_files_without_visibility_mean_all_visible(tiny_synthetic_confi
     written = json.loads(path.read_text())
     del written["visibility"]
     path.write_text(json.dumps(written))
-    _, keypoints, visibility = load_keypoints(run_dir)
+    _, keypoints, visibility = load_keypoints(run_dir / "keypoints")
     assert torch.equal(visibility, torch.ones(keypoints.shape[:2]))
 
 
@@ -130,7 +130,7 @@ def test_tracking_error_on_the_synthetic_subject(kind, tmp_path):
     )  # fmt: skip
     save_support(tmp_path / "support.json", joint_support(config))
     run_dir = run(config)
-    _, keypoints, visibility = load_keypoints(run_dir)
+    _, keypoints, visibility = load_keypoints(run_dir / "keypoints")
     truth = Run(config, run_dir, torch.device("cpu")).ground_truth.keypoints  # [16, 14, 2]
     errors = (keypoints - truth).norm(dim=-1)  # [16, 14] pixels
     per_frame = (errors * visibility).sum(dim=1) / visibility.sum(dim=1)  # [16] mean over visible points

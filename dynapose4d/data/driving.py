@@ -20,11 +20,11 @@ def save_driving_frames(stage_dir: Path, frames: torch.Tensor, fps: float) -> No
     write_video(stage_dir / "driving.mp4", _on_white(frames), fps=fps)
 
 
-def load_driving_frames(run_dir: Path) -> torch.Tensor:
-    """The driving video [T, H, W, 4] written by the video stage."""
-    frames = load_png_frames(run_dir / "video" / "frames")
+def load_driving_frames(stage_dir: Path) -> torch.Tensor:
+    """The driving video [T, H, W, 4] that `save_driving_frames` wrote into `stage_dir` (the video stage's)."""
+    frames = load_png_frames(stage_dir / "frames")
     if len(frames) == 0:
-        raise DynaPoseError(f"no driving frames in {run_dir / 'video' / 'frames'}: run the video stage first")
+        raise DynaPoseError(f"no driving frames in {stage_dir / 'frames'}: run the video stage first")
     return frames
 
 
@@ -49,12 +49,11 @@ def save_keypoints(
     write_video(stage_dir / "overlay.mp4", overlay, fps=fps)
 
 
-def load_keypoints(run_dir: Path) -> tuple[SupportKeypoints, torch.Tensor, torch.Tensor]:
-    """(support keypoints, per-frame keypoints [T, N, 2], visibility [T, N]) written by the keypoints stage.
+def load_keypoints(directory: Path) -> tuple[SupportKeypoints, torch.Tensor, torch.Tensor]:
+    """(support keypoints, per-frame keypoints [T, N, 2], visibility [T, N]) that `save_keypoints` wrote.
 
     Files written before visibility existed have none: every point is then visible.
     """
-    directory = run_dir / "keypoints"
     if not (directory / "keypoints.json").exists():
         raise DynaPoseError(f"no keypoints in {directory}: run the keypoints stage first")
     data = json.loads((directory / "support.json").read_text())

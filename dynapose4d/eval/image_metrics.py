@@ -2,8 +2,10 @@
 
 compute_image_level_metrics.py calls `peak_signal_noise_ratio(pred, gt)` and
 `structural_similarity_index_measure(pred, gt)` on one 0-255 frame at a time without a
-`data_range`, so the range comes from the frames themselves. This differs from
-`dynapose4d.metrics.psnr/ssim` (fixed range 1) whenever a frame does not span black to white.
+`data_range`, so the range comes from the frames themselves (a fixed range of 1 gives
+higher numbers whenever a frame does not span black to white). Every score of this project
+uses these two functions: the training stages' held-out metrics and scripts/eval.py, so one
+run has one PSNR.
 """
 
 import math
@@ -15,7 +17,7 @@ SSIM_SIGMA = 1.5
 SSIM_WINDOW = 11
 
 
-def benchmark_psnr(prediction: torch.Tensor, target: torch.Tensor) -> float:
+def psnr(prediction: torch.Tensor, target: torch.Tensor) -> float:
     """PSNR in dB of one frame [H, W, 3] in [0, 1], data range = target.max() - target.min().
 
     That is torchmetrics' `data_range=None` rule for PSNR. Identical frames give inf, not a capped
@@ -29,7 +31,7 @@ def benchmark_psnr(prediction: torch.Tensor, target: torch.Tensor) -> float:
     return 10 * math.log10(data_range**2 / mse)
 
 
-def benchmark_ssim(prediction: torch.Tensor, target: torch.Tensor) -> float:
+def ssim(prediction: torch.Tensor, target: torch.Tensor) -> float:
     """SSIM of one frame [H, W, 3] in [0, 1] with torchmetrics' defaults.
 
     Gaussian 11x11 window (sigma 1.5), K1 = 0.01, K2 = 0.03, population (not sample) covariances,

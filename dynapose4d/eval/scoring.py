@@ -15,12 +15,12 @@ from pathlib import Path
 import torch
 
 from ..errors import DynaPoseError
-from ..metrics import lpips_distance
 from .clip import clip_similarity
 from .frames import resize_frames
 from .fvd import FVDPool
-from .image_metrics import benchmark_psnr, benchmark_ssim
+from .image_metrics import psnr, ssim
 from .layouts import consistent4d_objects, load_consistent4d_views
+from .lpips_metric import lpips_distance
 from .suite import MetricSuite
 
 CONSISTENT4D_SIZE = 512
@@ -57,8 +57,8 @@ def score_consistent4d(
 def _view_scores(pred: torch.Tensor, gt: torch.Tensor, suite: MetricSuite) -> dict[str, float]:
     """Means over the frames [T, S, S, 3] of one view, for each metric the suite has."""
     scores = {
-        "psnr": _mean(benchmark_psnr(p, g) for p, g in zip(pred, gt)),
-        "ssim": _mean(benchmark_ssim(p, g) for p, g in zip(pred, gt)),
+        "psnr": _mean(psnr(p, g) for p, g in zip(pred, gt)),
+        "ssim": _mean(ssim(p, g) for p, g in zip(pred, gt)),
     }
     if suite.lpips is not None:
         device = suite.device

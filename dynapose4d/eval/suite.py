@@ -10,12 +10,9 @@ from dataclasses import dataclass, field
 import torch
 
 from ..errors import DynaPoseError
-from ..metrics import LPIPS_BACKBONES, load_lpips
 from .clip import CLIP_BENCHMARK_MODEL, Clip, load_clip
 from .fvd import load_i3d
-
-# Consistent4D uses torchmetrics' LPIPS with net_type="vgg".
-LPIPS_BENCHMARK_NET = "vgg"
+from .lpips_metric import LPIPS_BACKBONES, LPIPS_BENCHMARK_NET, load_lpips
 
 
 @dataclass

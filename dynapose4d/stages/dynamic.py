@@ -22,12 +22,11 @@ from ..checkpoint import load_checkpoint, non_finite
 from ..data.image import WHITE, composite, resize_square
 from ..deform import build_deformation, normalised_time
 from ..errors import DynaPoseError
-from ..evaluation import evaluate_frames
+from ..eval.heldout import score_heldout
 from ..export import write_video
 from ..gaussians import GaussianModel
 from ..keypoints import TemplateMatchingDetector, lift_keypoints, project_points
 from ..losses import keypoint_match_loss, pose_alignment_loss, reference_loss, spatio_temporal_consistency_loss
-from ..metrics import update_metrics_file
 from ..pretrained import PretrainedModel
 from ..priors import ViewBatch, build_prior, prior_weights
 from ..render import rasterize
@@ -314,8 +313,8 @@ def write_dynamic_outputs(stage: DynamicStage) -> None:
 
     sample = run.ground_truth
     if sample is not None:
-        metrics = evaluate_frames(lambda frame: per_frame[frame], sample, frames, background, backend)
-        update_metrics_file(run.dir, NAME, metrics)
+        metrics = score_heldout(lambda frame: per_frame[frame], sample, frames, background, backend)
+        run.record_metrics(NAME, metrics)
         log.info(
             "dynamic: held-out PSNR over %d frames = %.2f dB (reference view %.2f dB)",
             len(frames), metrics["heldout_psnr"], metrics["reference_psnr"],

@@ -17,9 +17,8 @@ from ..cameras import reference_camera, sample_orbit_cameras
 from ..checkpoint import load_checkpoint, non_finite
 from ..data.image import composite, resize_square
 from ..densify import Densifier
-from ..evaluation import evaluate_frames
+from ..eval.heldout import score_heldout
 from ..gaussians import GaussianModel
-from ..metrics import update_metrics_file
 from ..pretrained import PretrainedModel
 from ..priors import ViewBatch, build_prior, prior_weights
 from ..render import rasterize
@@ -177,7 +176,7 @@ def write_static_outputs(run: Run, model: GaussianModel) -> None:
     write_turntable(stage_dir / "renders", gaussians, run.background, cfg, cfg.image_size, cfg.static.camera)
     sample = run.ground_truth
     if sample is not None:
-        metrics = evaluate_frames(lambda frame: gaussians, sample, [0], run.background, cfg.render.backend)
+        metrics = score_heldout(lambda frame: gaussians, sample, [0], run.background, cfg.render.backend)
         metrics["num_gaussians"] = model.num_gaussians
-        update_metrics_file(run.dir, NAME, metrics)
+        run.record_metrics(NAME, metrics)
         log.info("static: held-out PSNR at frame 0 = %.2f dB", metrics["heldout_psnr"])
