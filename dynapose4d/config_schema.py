@@ -200,6 +200,10 @@ TRAIN = {
     "background": Choice(*BACKGROUNDS),
     "synthetic": Nullable(SYNTHETIC),
     "weights_dir": Nullable(PATH),
+    "log": {"tensorboard": Boolean(), "images_every": Integer(min=0)},
+    "viewer": Boolean(),
+    "viewer_port": Integer(min=0, max=65535),  # 0: any free port (printed)
+    "viewer_every": COUNT,
     "static": STATIC,
     "video": VIDEO,
     "keypoints": KEYPOINTS,

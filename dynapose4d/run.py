@@ -7,6 +7,7 @@ only through these accessors:
       .hydra/config.yaml        the resolved config (config.resume.yaml on a resume)
       .lock                     held while a process trains in this directory
       train.log                 the package's log
+      tb/<stage>/               TensorBoard events and losses.csv of the training stages
       metrics.json              held-out metrics per stage, with ground truth
       input/                    reference.png, clip/NNN.png (video=file), synthetic/ (ground truth)
       static/                   checkpoint.pt, model.ply, renders/
@@ -44,6 +45,10 @@ class Run:
 
     def stage_dir(self, stage: str) -> Path:
         return self.dir / stage
+
+    def log_dir(self, stage: str) -> Path:
+        """TensorBoard events and losses.csv of a training stage (outside its directory: not an output)."""
+        return self.dir / "tb" / stage
 
     def checkpoint_path(self, stage: str) -> Path:
         return self.dir / stage / CHECKPOINT

@@ -15,10 +15,12 @@ with ground truth, held-out metrics at every frame.
 import logging
 
 import torch
+import torch.nn.functional as F
 from omegaconf import DictConfig
 
 from ..cameras import Cameras, orbit_cameras, reference_camera, sample_orbit_cameras
 from ..checkpoint import load_checkpoint, non_finite
+from ..data.driving import draw_keypoints
 from ..data.image import WHITE, composite, resize_square
 from ..deform import build_deformation, normalised_time
 from ..errors import DynaPoseError
@@ -91,6 +93,7 @@ class DynamicStage(TrainingStage):
         """Driving keypoints at render size, and the lifted support points or the detector KML compares them to."""
         support, keypoints, visibility = self.run.keypoints()
         self.keypoints = (keypoints * scale).to(self.device)  # [T, N, 2]
+        self.skeleton = support.skeleton
         self.keypoint_visibility = visibility.to(self.device)  # [T, N] 0 where tracking lost a point
         points = (support.points * self.settings.render_size / support.image_size[1]).to(self.device)  # [N, 2]
         if self.cfg.loss.kml.mode == "lift":
@@ -175,6 +178,7 @@ class DynamicStage(TrainingStage):
         views = self.sample_views(frames) if self.prior is not None else None
         renders, alphas, novel_renders, novel_alphas = self.render(frames, views)
         zero = torch.zeros((), device=self.device)  # a disabled term
+        self.reference_mse = F.mse_loss(renders.detach(), self.target_rgb[frames])  # for the log
         losses = {
             "ref": reference_loss(
                 renders, self.target_rgb[frames], alphas, self.target_mask[frames], weights.ref.mask / weights.ref.rgb
@@ -193,21 +197,55 @@ class DynamicStage(TrainingStage):
         total.backward()
         self.optimizer.step()
         self.step += 1
-        return {key: value.item() for key, value in losses.items()}
+        return {**{key: value.item() for key, value in losses.items()}, "total": total.item()}
+
+    def diagnostics(self) -> dict[str, float]:
+        """The learning rates, the reference view's PSNR over the step's frames and SDS's timestep."""
+        values = {**super().diagnostics(), "train/reference_psnr": -10 * torch.log10(self.reference_mse).item()}
+        if hasattr(self.prior, "timestep"):  # the step just taken used the timestep of the step before
+            values["train/sds_timestep"] = self.prior.timestep(step_ratio(self.step - 1, self.settings.iterations))
+        return values
+
+    @torch.no_grad()
+    def live_splats(self) -> list:
+        from ..viewer import Splats
+
+        return [Splats.of(gaussians) for gaussians in self.deformed(torch.arange(self.num_frames))]
+
+    @torch.no_grad()
+    def images(self) -> dict[str, torch.Tensor]:
+        """The reference render beside the driving frame at the first and last frame; with KML, the
+        keypoints on both (driving: the keypoints stage's; render: the deformed model's)."""
+        frames = torch.tensor([0, self.num_frames - 1])
+        renders, _, _, _ = self.render(frames, None)  # [2, S, S, 3]
+        targets = self.target_rgb[frames]  # [2, S, S, 3]
+        images = {
+            f"reference/frame_{frame}_render_vs_driving": torch.cat([render, target], dim=1).cpu()
+            for frame, render, target in zip(frames.tolist(), renders, targets)
+        }
+        if hasattr(self, "keypoints"):
+            predicted = self._predicted_keypoints(frames, renders)  # [2, N, 2]
+            visible = self.keypoint_visibility[frames].cpu()
+            drawn_render = draw_keypoints(renders.cpu(), predicted.cpu(), self.skeleton, visible)
+            drawn_driving = draw_keypoints(targets.cpu(), self.keypoints[frames].cpu(), self.skeleton, visible)
+            for frame, render, target in zip(frames.tolist(), drawn_render, drawn_driving):
+                images[f"keypoints/frame_{frame}_render_vs_driving"] = torch.cat([render, target], dim=1)
+        return images
 
     def _keypoint_match(self, frames: torch.Tensor, renders: torch.Tensor) -> torch.Tensor:
         """L_KML between the driving frames' keypoints and those of the deformed model."""
+        predicted = self._predicted_keypoints(frames, renders)  # [B, N, 2]
+        visibility = self.keypoint_visibility[frames]  # [B, N]
+        return keypoint_match_loss(predicted, self.keypoints[frames], self.camera.width, visibility)
+
+    def _predicted_keypoints(self, frames: torch.Tensor, renders: torch.Tensor) -> torch.Tensor:
+        """The deformed model's keypoints [B, N, 2] at `frames`: lifted points moved by phi, or found on `renders`."""
         if self.cfg.loss.kml.mode == "lift":
             t = normalised_time(frames.float(), self.num_frames).to(self.device)
             points = self.deformation.deform_points(self.lifted_keypoints, t)  # [B, N, 3]
             batch = len(frames)
-            predicted = project_points(
-                points, self.camera.viewmats.expand(batch, 4, 4), self.camera.Ks.expand(batch, 3, 3)
-            )
-        else:
-            predicted = self.detector(renders)  # [B, N, 2]
-        visibility = self.keypoint_visibility[frames]  # [B, N]
-        return keypoint_match_loss(predicted, self.keypoints[frames], self.camera.width, visibility)
+            return project_points(points, self.camera.viewmats.expand(batch, 4, 4), self.camera.Ks.expand(batch, 3, 3))
+        return self.detector(renders)
 
     def _consistency(self, frames: torch.Tensor) -> torch.Tensor:
         """L_SCL over each sampled frame and the next one (the last frame has no successor)."""

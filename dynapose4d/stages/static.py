@@ -13,24 +13,26 @@ import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig
 
-from ..cameras import reference_camera, sample_orbit_cameras
+from ..cameras import orbit_cameras, reference_camera, sample_orbit_cameras
 from ..checkpoint import load_checkpoint, non_finite
 from ..data.image import composite, resize_square
 from ..densify import Densifier
 from ..eval.heldout import score_heldout
+from ..export import image_grid
 from ..gaussians import GaussianModel
 from ..pretrained import PretrainedModel
 from ..priors import ViewBatch, build_prior, prior_weights
 from ..render import rasterize
 from ..run import Run
 from ..schedules import exponential_lr, reference_warmup, render_size, step_ratio
-from .outputs import write_turntable
+from .outputs import render_views, write_turntable
 from .training import TrainingStage
 
 log = logging.getLogger(__name__)
 NAME = "static"
 # DreamGaussian starts every Gaussian grey: SH DC coefficients in [0, 1/255), colour within 0.0012 of 0.5.
 DREAMGAUSSIAN_INIT_COLOR = 0.5
+LOG_AZIMUTHS = (0, 90, 180, 270)  # the views of the model logged to TensorBoard
 OUTPUTS = ("checkpoint.pt", "model.ply", "renders/grid.png", "renders/orbit.mp4")
 
 
@@ -102,10 +104,9 @@ class StaticStage(TrainingStage):
             height=size, backgrounds=self.background[None], backend=self.cfg.render.backend,
         )  # fmt: skip
         warmup = reference_warmup(self.step, iterations, self.ref_warmup)
-        losses = {
-            "ref_rgb": warmup * F.mse_loss(colors[0], self.target_rgb),
-            "ref_mask": warmup * F.mse_loss(alphas[0], self.target_mask),
-        }
+        rgb_error = F.mse_loss(colors[0], self.target_rgb)
+        self.reference_mse = rgb_error.detach()  # for the log, before the warm-up factor
+        losses = {"ref_rgb": warmup * rgb_error, "ref_mask": warmup * F.mse_loss(alphas[0], self.target_mask)}
         if self.prior is not None:
             views = self.sample_views()
             novel_colors, novel_alphas, info = rasterize(
@@ -123,7 +124,36 @@ class StaticStage(TrainingStage):
             optimizer.zero_grad(set_to_none=True)
         self.densifier.step_post_backward(self.model, self.optimizers, dreamgaussian_step, info)
         self.step += 1
-        return {**{key: value.item() for key, value in losses.items()}, "gaussians": self.model.num_gaussians}
+        return {**{key: value.item() for key, value in losses.items()}, "total": total.item()}
+
+    def diagnostics(self) -> dict[str, float]:
+        """The learning rates, the Gaussian count, the reference view's PSNR and SDS's timestep."""
+        values = {**super().diagnostics(), "train/gaussians": self.model.num_gaussians}
+        values["train/reference_psnr"] = -10 * torch.log10(self.reference_mse).item()
+        if hasattr(self.prior, "timestep"):  # the step just taken used the timestep of the step before
+            values["train/sds_timestep"] = self.prior.timestep(step_ratio(self.step - 1, self.settings.iterations))
+        return values
+
+    @torch.no_grad()
+    def live_splats(self) -> list:
+        from ..viewer import Splats
+
+        return [Splats.of(self.model.activated())]
+
+    @torch.no_grad()
+    def images(self) -> dict[str, torch.Tensor]:
+        """The reference render beside the input image, and the model from four sides."""
+        gaussians = self.model.activated()
+        backend = self.cfg.render.backend
+        rendered = render_views(gaussians, self.reference_camera, self.background, backend)[0]  # [S, S, 3]
+        camera, size = self.settings.camera, self.settings.render_size
+        azimuths = torch.tensor(LOG_AZIMUTHS, dtype=torch.float32)
+        sides = orbit_cameras(torch.zeros(len(azimuths)), azimuths, camera.radius, camera.fovy, size, size)
+        views = render_views(gaussians, sides.to(self.device), self.background, backend)  # [4, S, S, 3]
+        return {
+            "reference/render_vs_input": torch.cat([rendered, self.target_rgb.cpu()], dim=1),
+            "views/azimuth_0_90_180_270": image_grid(views, len(azimuths)),
+        }
 
     def sample_views(self) -> ViewBatch:
         """`batch_size` random orbit views at this step's render size, each over black or white."""

@@ -11,6 +11,9 @@ it with `self.restore()`; it implements `train_step` (one step, returning its lo
     keeping the last checkpoint (every checkpoint holds a finite state);
   - on Ctrl-C or SIGTERM (what SLURM sends before it kills a job) finishes the current step,
     saves, and stops; a second Ctrl-C stops at once, saving nothing;
+  - logs every loss term and `diagnostics()` after each step, `images()` every
+    log.images_every steps (<run_dir>/tb/<stage>/: TensorBoard and losses.csv), and with
+    viewer=true shows `live_splats()` in the web viewer (monitor.py);
   - writes the outputs. The pipeline writes DONE after it has verified them.
 """
 
@@ -28,6 +31,7 @@ from tqdm import tqdm
 from ..checkpoint import load_checkpoint, save_checkpoint
 from ..errors import DynaPoseError
 from ..run import Run
+from .monitor import Monitor
 
 log = logging.getLogger(__name__)
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -73,6 +77,22 @@ class TrainingStage:
         raise NotImplementedError
 
     def write_outputs(self) -> None:
+        raise NotImplementedError
+
+    def diagnostics(self) -> dict[str, float]:
+        """Scalars logged beside the losses after each step: the learning rates, and what a stage adds."""
+        return {
+            f"lr/{group.get('name', f'{key}.{index}')}": group["lr"]
+            for key, optimizer in self.named_optimizers().items()
+            for index, group in enumerate(optimizer.param_groups)
+        }
+
+    def images(self) -> dict[str, torch.Tensor]:
+        """RGB images [H, W, 3] to look at in TensorBoard every log.images_every steps, by tag."""
+        return {}
+
+    def live_splats(self) -> list:
+        """The current model for the live viewer (viewer=true): one viewer.Splats per frame."""
         raise NotImplementedError
 
     # ----- checkpoints ----------------------------------------------------------------------
@@ -122,6 +142,7 @@ class TrainingStage:
         """Train from the current step to `iterations`, then write the outputs."""
         iterations, every = self.settings.iterations, self.settings.checkpoint_every
         progress = tqdm(total=iterations, initial=self.step, desc=self.name, dynamic_ncols=True)
+        monitor = Monitor(self)
         try:
             with stop_requests() as requested:
                 while self.step < iterations:
@@ -129,6 +150,7 @@ class TrainingStage:
                     self.check_finite(values)
                     progress.update(1)
                     progress.set_postfix({key: f"{value:.3g}" for key, value in values.items()})
+                    monitor.after_step(values)
                     if requested:
                         self.save()
                         log.warning("%s: checkpoint saved at step %d; resume=true continues", self.name, self.step)
@@ -137,6 +159,7 @@ class TrainingStage:
                         self.save()
         finally:
             progress.close()
+            monitor.close()
         self.save()
         self.write_outputs()
 
