@@ -108,7 +108,7 @@ def main() -> None:
         print(f"components: {parameters / 1e6:.0f}M parameters (UNet, VAE, CLIP image tower)")
         reference = torch.zeros(SIZE, SIZE, 4)
         reference[64:192, 80:176] = torch.tensor([0.8, 0.5, 0.2, 1.0])
-        prior = Zero123Prior(components, reference[None], torch.ones(3), 5.0, (0.98, 0.02), stable=False)
+        prior = Zero123Prior(components, reference[None], 5.0, (0.98, 0.02), stable=False)
         print("| views per step | SDS step median (s) | min | max | peak memory (GiB) |")
         print("|---|---|---|---|---|")
         for batch in args.batch:
