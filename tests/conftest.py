@@ -9,6 +9,11 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 
+# `import rembg` imports pymatting, whose numba kernels compile on first import in a fresh venv
+# (91 s on the 2-core CI machine, measured). The pipeline never runs them (rembg's alpha
+# matting stays off), so the tests, and the scripts they start, import them uncompiled.
+os.environ.setdefault("NUMBA_DISABLE_JIT", "1")
+
 
 def pytest_collection_modifyitems(config, items):
     skip_gpu = pytest.mark.skip(reason="needs CUDA")
