@@ -199,13 +199,6 @@ class DynamicStage(TrainingStage):
         self.step += 1
         return {**{key: value.item() for key, value in losses.items()}, "total": total.item()}
 
-    def diagnostics(self) -> dict[str, float]:
-        """The learning rates, the reference view's PSNR over the step's frames and SDS's timestep."""
-        values = {**super().diagnostics(), "train/reference_psnr": -10 * torch.log10(self.reference_mse).item()}
-        if hasattr(self.prior, "timestep"):  # the step just taken used the timestep of the step before
-            values["train/sds_timestep"] = self.prior.timestep(step_ratio(self.step - 1, self.settings.iterations))
-        return values
-
     @torch.no_grad()
     def live_splats(self) -> list:
         from ..viewer import Splats

@@ -127,12 +127,8 @@ class StaticStage(TrainingStage):
         return {**{key: value.item() for key, value in losses.items()}, "total": total.item()}
 
     def diagnostics(self) -> dict[str, float]:
-        """The learning rates, the Gaussian count, the reference view's PSNR and SDS's timestep."""
-        values = {**super().diagnostics(), "train/gaussians": self.model.num_gaussians}
-        values["train/reference_psnr"] = -10 * torch.log10(self.reference_mse).item()
-        if hasattr(self.prior, "timestep"):  # the step just taken used the timestep of the step before
-            values["train/sds_timestep"] = self.prior.timestep(step_ratio(self.step - 1, self.settings.iterations))
-        return values
+        """TrainingStage's, and the Gaussian count."""
+        return {**super().diagnostics(), "train/gaussians": self.model.num_gaussians}
 
     @torch.no_grad()
     def live_splats(self) -> list:

@@ -31,6 +31,7 @@ from tqdm import tqdm
 from ..checkpoint import load_checkpoint, save_checkpoint
 from ..errors import DynaPoseError
 from ..run import Run
+from ..schedules import step_ratio
 from .monitor import Monitor
 
 log = logging.getLogger(__name__)
@@ -80,12 +81,17 @@ class TrainingStage:
         raise NotImplementedError
 
     def diagnostics(self) -> dict[str, float]:
-        """Scalars logged beside the losses after each step: the learning rates, and what a stage adds."""
-        return {
+        """Scalars logged beside the losses after each step: the learning rates, the training render's PSNR
+        at the reference view (from `self.reference_mse`, set by train_step) and the SDS timestep."""
+        values = {
             f"lr/{group.get('name', f'{key}.{index}')}": group["lr"]
             for key, optimizer in self.named_optimizers().items()
             for index, group in enumerate(optimizer.param_groups)
         }
+        values["train/reference_psnr"] = -10 * torch.log10(self.reference_mse).item()
+        if hasattr(self.prior, "timestep"):  # the step just taken used the timestep of the step before
+            values["train/sds_timestep"] = self.prior.timestep(step_ratio(self.step - 1, self.settings.iterations))
+        return values
 
     def images(self) -> dict[str, torch.Tensor]:
         """RGB images [H, W, 3] to look at in TensorBoard every log.images_every steps, by tag."""
