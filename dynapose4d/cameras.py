@@ -54,6 +54,18 @@ class Cameras:
         """Camera centres in world space, [C, 3]."""
         return camera_positions(self.viewmats)
 
+    def resized(self, width: int, height: int) -> "Cameras":
+        """The same cameras rendering `width` x `height` images: intrinsics scaled per axis."""
+        scale = torch.tensor([width / self.width, height / self.height, 1.0], dtype=self.Ks.dtype)
+        return Cameras(self.viewmats, self.Ks * scale.to(self.Ks.device)[:, None], width, height)
+
+    def orbit_angles(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Each camera centre as elevation [C], azimuth [C] (degrees) and radius [C] about the origin."""
+        x, y, z = self.positions.unbind(-1)
+        radius = self.positions.norm(dim=-1)
+        elevation = torch.rad2deg(torch.asin((y / radius).clamp(-1.0, 1.0)))
+        return elevation, torch.rad2deg(torch.atan2(x, z)), radius
+
 
 def camera_positions(viewmats: torch.Tensor) -> torch.Tensor:
     """World-space camera centres [C, 3] of world-to-camera matrices [C, 4, 4]."""

@@ -199,6 +199,8 @@ TRAIN = {
     "image_size": Integer(min=16),
     "background": Choice(*BACKGROUNDS),
     "synthetic": Nullable(SYNTHETIC),
+    "sample": Nullable(PATH),
+    "threads": AnyOf(Choice("auto"), Integer(min=1)),
     "weights_dir": Nullable(PATH),
     "log": {"tensorboard": Boolean(), "images_every": Integer(min=0)},
     "viewer": Boolean(),
@@ -213,16 +215,25 @@ TRAIN = {
     "render": {"backend": Choice(*BACKENDS)},
 }
 
-# Settings that need the synthetic subject's ground truth (the oracle sources and priors.build_prior)
+# Settings that need ground truth (the oracle sources and priors.build_prior)
 NEEDS_GROUND_TRUTH = ("static.prior", "video.source", "keypoints.source", "dynamic.prior")
 
 
 def combination_problems(cfg: DictConfig) -> list[str]:
-    """Settings valid alone but not together: `oracle` exists only for the synthetic subject."""
-    if OmegaConf.select(cfg, "synthetic", throw_on_resolution_failure=False) is not None:
+    """Settings valid alone but not together: `oracle` needs ground truth, and there is one input."""
+
+    def value(key):
+        return OmegaConf.select(cfg, key, throw_on_resolution_failure=False)
+
+    synthetic, sample = value("synthetic") is not None, value("sample") is not None
+    if synthetic and sample:
+        return ["  sample and experiment=synthetic both give the ground truth: keep one"]
+    if sample and value("image") is not None:
+        return ["  image and sample both give the input image: a sample's input is its image.png"]
+    if synthetic or sample:
         return []
     return [
-        f"  {key}='oracle': needs ground truth, use it with experiment=synthetic"
+        f"  {key}='oracle': needs ground truth: experiment=ground_truth sample=DIR, or experiment=synthetic"
         for key in NEEDS_GROUND_TRUTH
-        if OmegaConf.select(cfg, key, throw_on_resolution_failure=False) == "oracle"
+        if value(key) == "oracle"
     ]

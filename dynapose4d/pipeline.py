@@ -15,10 +15,11 @@ import torch
 from omegaconf import DictConfig
 
 from .checkpoint import is_done, mark_done, missing_outputs, unmark_done
-from .data.inputs import read_inputs, write_inputs
+from .data.inputs import adopt_ground_truth, ground_truth_problems, read_inputs, write_inputs
 from .errors import DynaPoseError
 from .run import SUPERSEDED, Run
 from .run_dir import attach_log_file, hold_run_lock, make_run_dir, record_config, resolve_run_dir
+from .threads import set_threads
 from .weights import point_rembg_at, require_weights
 
 log = logging.getLogger(__name__)
@@ -112,14 +113,21 @@ def resolve_device(name: str) -> torch.device:
 
 def run(cfg: DictConfig, overrides: list[str] | None = None) -> Path:
     """Run `cfg.stages` and return the run directory."""
-    from .validation import validate_settings
+    from .validation import SettingsError, validate_settings
 
     validate_settings(cfg)
+    set_threads(cfg.threads)
     stages = stage_modules()
     current = Run(cfg, resolve_run_dir(cfg), resolve_device(cfg.device))
     # Inputs and weights first: a bad input or a missing download fails before a run directory exists.
     point_rembg_at(cfg.weights_dir)  # before the input image, which rembg may cut out
     inputs = None if is_done(current.input_dir) else read_inputs(cfg)
+    sample = inputs.get("sample") if inputs is not None else current.ground_truth
+    if sample is not None:
+        problems = ground_truth_problems(cfg, sample)
+        if problems:
+            raise SettingsError("\n".join(problems))
+        adopt_ground_truth(cfg, sample)
     redo, reason = stages_to_redo(current, stages)
     check_stages(cfg, current.dir, stages, redo)
     make_run_dir(cfg, current.dir)

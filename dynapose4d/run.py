@@ -9,7 +9,7 @@ only through these accessors:
       train.log                 the package's log
       tb/<stage>/               TensorBoard events and losses.csv of the training stages
       metrics.json              held-out metrics per stage, with ground truth
-      input/                    reference.png, clip/NNN.png (video=file), synthetic/ (ground truth)
+      input/                    reference.png, clip/NNN.png (video=file), ground_truth/ (a sample, data/sample.py)
       static/                   checkpoint.pt, model.ply, renders/
       video/                    frames/NNN.png, driving.mp4, candidates/ (SVD)
       keypoints/                support.json, keypoints.json, overlay.mp4
@@ -59,7 +59,7 @@ class Run:
 
     @property
     def ground_truth_dir(self) -> Path:
-        return self.input_dir / "synthetic"
+        return self.input_dir / "ground_truth"
 
     @property
     def metrics_path(self) -> Path:
@@ -117,16 +117,9 @@ class Run:
 
     @cached_property
     def ground_truth(self):
-        """The ground truth written with the inputs (a synthetic Sample), or None for a real image or clip."""
+        """The ground-truth sample written with the inputs (data/sample.py), or None for a real image or clip."""
         if not self.ground_truth_dir.is_dir():
             return None
-        from .data.synthetic import load_sample
+        from .data.sample import load_sample
 
         return load_sample(self.ground_truth_dir)
-
-    @cached_property
-    def subject(self):
-        """The synthetic subject the ground truth was rendered from (the oracle prior renders it), or None."""
-        from .data.inputs import synthetic_subject
-
-        return synthetic_subject(self.cfg)

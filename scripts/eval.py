@@ -1,4 +1,4 @@
-"""Score renders or trained runs on Consistent4D, Animate124 or the synthetic subject: `python scripts/eval.py ...`.
+"""Score renders or trained runs on Consistent4D, Animate124 or a ground-truth sample: `python scripts/eval.py ...`.
 
 Thin on purpose: compose the Hydra config (configs/eval.yaml), call
 `dynapose4d.eval.runner.evaluate`, and turn user-fixable problems into one-line errors.

@@ -24,13 +24,9 @@ def pytest_collection_modifyitems(config, items):
 
 CONFIG_DIR = str(Path(__file__).resolve().parents[1] / "configs")
 
-# The smallest settings that still exercise every part of every stage (densification included)
-# on the synthetic subject, in a few seconds on 2 CPU cores.
-TINY_SYNTHETIC = [
-    "experiment=synthetic",
-    "image_size=48",
-    "synthetic.num_frames=2",
-    "synthetic.num_gaussians=400",
+# The smallest settings that still exercise every part of every stage (densification included),
+# in a few seconds on 2 CPU cores: on any ground-truth sample, and on the synthetic subject.
+TINY_TRAINING = [
     "static.iterations=6",
     "static.batch_size=2",
     "static.num_points=300",
@@ -49,6 +45,8 @@ TINY_SYNTHETIC = [
     "dynamic.orbit_frames=4",
     "deformation.resolution=[16,16,16,2]",
 ]
+TINY_SYNTHETIC = ["experiment=synthetic", "image_size=48", "synthetic.num_frames=2", "synthetic.num_gaussians=400",
+                  *TINY_TRAINING]  # fmt: skip
 
 
 def compose_config(overrides: list[str]):

@@ -175,7 +175,7 @@ def test_oracle_stages_with_a_real_image_say_what_they_need(tmp_path):
     image = write_rgba(tmp_path / "box.png")
     output = f"output_dir={tmp_path / 'out'}"
     result = train(f"image={image}", output, *TINY_REAL, "stages=[static,video]", "video=oracle", cwd=tmp_path)
-    assert_clean_error(result, "video.source='oracle': needs ground truth, use it with experiment=synthetic")
+    assert_clean_error(result, "video.source='oracle': needs ground truth: experiment=ground_truth sample=DIR")
     assert not (tmp_path / "out").exists()  # caught before anything ran
 
 
@@ -183,8 +183,9 @@ def test_bad_settings_are_all_named_at_once_with_exit_code_2_and_no_run_director
     bad = ["static.iterations=abc", "image_size=-5", "loss.kml.mode=bogus", "dynamic.prior=zeroo123"]
     result = train("experiment=synthetic", f"output_dir={tmp_path / 'out'}", *bad, cwd=tmp_path)
     assert result.returncode == 2 and "Traceback" not in result.stderr + result.stdout
-    # iterations=abc is named twice: where it is set, and in static.densify.stop, which interpolates it
-    assert "5 invalid settings; nothing was run and no run directory was made" in result.stderr
+    # iterations=abc is named twice: where it is set, and in static.densify.stop, which interpolates it; image_size
+    # five times: the ground-truth experiment renders at the sample's size (render_size, novel_view_sizes)
+    assert "9 invalid settings; nothing was run and no run directory was made" in result.stderr
     for line in ("static.iterations='abc': must be an integer >= 1", "image_size=-5: must be an integer >= 16",
                  "loss.kml.mode='bogus': must be one of", "dynamic.prior='zeroo123': must be one of"):  # fmt: skip
         assert line in result.stderr

@@ -12,7 +12,7 @@ import torch
 from conftest import CONFIG_DIR, TINY_SYNTHETIC, compose_config
 from hydra import compose, initialize_config_dir
 
-from dynapose4d.data.synthetic import load_sample
+from dynapose4d.data.sample import load_sample
 from dynapose4d.eval.layouts import save_view_frames
 from dynapose4d.eval.runner import evaluate
 from dynapose4d.pipeline import run
@@ -52,15 +52,15 @@ def test_renders_in_the_benchmark_layout_are_scored_into_a_report(tmp_path):
 
 def test_a_synthetic_run_scores_the_same_rendered_directly_or_through_the_consistent4d_layout(tmp_path):
     run_dir = run(compose_config([*TINY_SYNTHETIC, f"output_dir={tmp_path / 'outputs'}"]))
-    report = evaluate(eval_config("benchmark=synthetic", f"run_dir={run_dir}"))
+    report = evaluate(eval_config("benchmark=ground_truth", f"run_dir={run_dir}"))
     synthetic = json.loads((report / "metrics.json").read_text())
 
     # The run's ground truth written as a one-object Consistent4D benchmark, the run as that object's run.
-    sample = load_sample(run_dir / "input" / "synthetic")
+    sample = load_sample(run_dir / "input" / "ground_truth")
     renders = sample.eval_renders.transpose(0, 1)  # [V, T, H, W, 4]
     save_view_frames(tmp_path / "eval_gt" / "quadruped", renders[..., :3] * renders[..., 3:] + 1 - renders[..., 3:])
     shutil.copytree(run_dir, tmp_path / "runs" / "quadruped" / run_dir.name)
-    azimuths = "[" + ",".join(str(a) for a in sample.eval_azimuths.tolist()) + "]"
+    azimuths = "[" + ",".join(str(view["azimuth"]) for view in sample.eval_views) + "]"
     consistent4d = eval_config(
         f"gt_root={tmp_path / 'eval_gt'}", f"runs_root={tmp_path / 'runs'}", f"size={sample.image.shape[0]}",
         f"views.azimuths={azimuths}",

@@ -61,7 +61,7 @@ def test_kml_on_rendered_frames_uses_poseanything_end_to_end(tiny_cape_checkpoin
 def test_the_detector_is_differentiable_with_respect_to_the_frames():
     torch.manual_seed(0)
     sample = build_sample(make_subject("quadruped", num_frames=2, seed=0, num_gaussians=300), resolution=48)
-    detector = CapeDetector(build_cape("tiny"), sample.image[..., :3], sample.support_keypoints[:4], [(0, 1), (1, 2)])
+    detector = CapeDetector(build_cape("tiny"), sample.image[..., :3], sample.keypoints.support[:4], [(0, 1), (1, 2)])
     frames = sample.driving_video[..., :3].clone().requires_grad_(True)
     keypoints = detector(frames)
     assert keypoints.shape == (2, 4, 2)
@@ -130,9 +130,8 @@ def test_official_checkpoint_follows_a_shifted_copy_of_the_support_image():
     image = sample.image[..., :3] * sample.image[..., 3:] + (1 - sample.image[..., 3:])  # on white
     shifted = torch.ones_like(image)
     shifted[:, 12:] = image[:, :-12]
-    bones = [(parent, joint) for joint, parent in enumerate(sample.parents) if joint > 0]
-    detector = CapeDetector(load_cape_checkpoint(checkpoint), image, sample.support_keypoints, bones)
+    detector = CapeDetector(load_cape_checkpoint(checkpoint), image, sample.keypoints.support, sample.keypoints.bones)
     predicted = detector.detect(torch.stack([image, shifted]), batch_size=2)
-    expected = torch.stack([sample.support_keypoints, sample.support_keypoints + torch.tensor([12.0, 0.0])])
+    expected = torch.stack([sample.keypoints.support, sample.keypoints.support + torch.tensor([12.0, 0.0])])
     errors = (predicted - expected).norm(dim=-1)  # [2, 14] pixels
     assert (errors < 0.1 * 256).float().mean() >= 0.8  # PCK@0.1 of the image size

@@ -34,7 +34,7 @@ def test_static_stage_writes_model_renders_and_heldout_metrics(static_config):
     assert (run_dir / ".hydra" / "config.yaml").exists() and (run_dir / "train.log").exists()
 
     metrics = json.loads((run_dir / "metrics.json").read_text())["static"]
-    assert metrics["frames"] == [0] and metrics["heldout_azimuths"] == [45, 135, 225, 315]
+    assert metrics["frames"] == [0] and [view["azimuth"] for view in metrics["heldout_views"]] == [45, 135, 225, 315]
     assert math.isfinite(metrics["heldout_psnr"]) and metrics["heldout_psnr"] > 5
     lpips = metrics["heldout_lpips"]  # a distance with backbone weights cached, else the reason it was skipped
     assert isinstance(lpips, float) or lpips.startswith("LPIPS skipped: backbone weights")

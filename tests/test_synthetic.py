@@ -1,4 +1,4 @@
-"""The synthetic articulated subject: skeleton, motion, skinning, projection, samples on disk."""
+"""The synthetic articulated subject: skeleton, motion, skinning, projection, framing, its ground-truth sample."""
 
 import math
 
@@ -6,13 +6,8 @@ import pytest
 import torch
 
 from dynapose4d.cameras import REFERENCE_FOVY, orbit_cameras, reference_camera
-from dynapose4d.data.synthetic import (
-    JOINT_COUNT,
-    build_sample,
-    load_sample,
-    make_subject,
-    save_sample,
-)
+from dynapose4d.data.sample import load_sample, save_sample
+from dynapose4d.data.synthetic import JOINT_COUNT, TRAINING_AZIMUTHS, TRAINING_ELEVATIONS, build_sample, make_subject
 from dynapose4d.keypoints import project_points
 
 SUBJECTS = [("quadruped", "walk"), ("biped", "wave"), ("biped", "walk")]
@@ -46,7 +41,7 @@ def test_skeleton_is_a_tree_of_14_named_joints(subject):
 def test_motion_is_large_periodic_and_continuous(subject):
     joints = all_joints(subject)
     displacement = (joints - joints[0]).norm(dim=-1)  # [T, J]
-    assert displacement.max() > 0.1  # against a subject radius of 0.48
+    assert displacement.max() > 0.1  # against a subject radius of about 0.8
     assert torch.allclose(subject.joints_at(FRAMES), joints[0], atol=1e-5)
     assert torch.allclose(subject.joints_at(FRAMES + 2.5), subject.joints_at(2.5), atol=1e-5)
     step = (subject.joints_at(1.01) - subject.joints_at(1.0)).norm(dim=-1).max()
@@ -69,11 +64,26 @@ def test_motion_is_seen_from_the_reference_view_and_in_depth():
         assert spread[2] > 0.08, kind  # depth motion, which only other views resolve
 
 
-def test_subject_fits_its_sphere_and_is_upright():
+def test_subject_is_framed_like_a_real_input_and_stays_in_every_view():
+    """Frame 0 fills most of the reference view, centred (real images fill 80%); the motion never leaves a view."""
+    for kind in ("quadruped", "biped"):
+        subject = make_subject(kind, num_frames=8, num_gaussians=3000)
+        views = orbit_cameras(*torch.meshgrid(torch.tensor(TRAINING_ELEVATIONS), torch.arange(0.0, 360.0, 45.0),
+                                              indexing="ij"), width=96, height=96)  # fmt: skip
+        for t in range(0, 8, 2):
+            _, alpha = subject.render(views, t)  # [C, 96, 96, 1]
+            border = torch.cat([alpha[:, [0, -1], :, 0].flatten(), alpha[:, :, [0, -1], 0].flatten()])
+            assert border.max() < 0.05, (kind, t)
+        _, alpha = subject.render(reference_camera(96, 96), 0)
+        rows, columns = (alpha[0, ..., 0] > 0.5).any(1).nonzero()[:, 0], (alpha[0, ..., 0] > 0.5).any(0).nonzero()[:, 0]
+        extent = max(rows[-1] - rows[0] + 1, columns[-1] - columns[0] + 1) / 96
+        assert 0.5 < extent <= 0.82, (kind, extent)  # capped below 0.8 where the motion needs the room
+        centre = torch.tensor([(columns[0] + columns[-1] + 1) / 2, (rows[0] + rows[-1] + 1) / 2]) / 96
+        assert (centre - 0.5).abs().max() < 0.04, (kind, centre)
+
+
+def test_subject_is_upright():
     quadruped, biped = make_subject("quadruped", num_gaussians=500), make_subject("biped", num_gaussians=500)
-    for subject in (quadruped, biped):
-        for t in range(0, subject.num_frames, 3):
-            assert subject.gaussians_at(t)["means"].norm(dim=-1).max() < 0.5
     names = biped.joint_names
     rest = biped.joints_at(0)
     assert rest[names.index("head"), 1] > rest[names.index("pelvis"), 1] > rest[names.index("left_ankle"), 1]
@@ -157,32 +167,45 @@ def test_project_points_matches_an_independent_pinhole():
 
 
 def test_sample_keypoints_are_projected_joints(sample):
+    subject = make_subject("quadruped", num_frames=3, num_gaussians=800)
     reference = reference_camera(64, 64)
-    for t in range(len(sample.joints3d)):
-        assert torch.allclose(
-            sample.keypoints[t], project_points(sample.joints3d[t], reference.viewmats, reference.Ks)[0], atol=1e-4
-        )
-    assert torch.equal(sample.support_keypoints, sample.keypoints[0])
+    for t in range(3):
+        joints = project_points(subject.joints_at(t), reference.viewmats, reference.Ks)[0]
+        assert torch.allclose(sample.keypoints.frames[t], joints, atol=1e-4)
     assert torch.equal(sample.image, sample.driving_video[0])
-    assert sample.keypoints.shape == (3, JOINT_COUNT, 2) and sample.joints3d.shape == (3, JOINT_COUNT, 3)
+    assert sample.keypoints.frames.shape == (3, JOINT_COUNT, 2) and len(sample.keypoints.bones) == JOINT_COUNT - 1
     assert sample.eval_renders.shape == (3, 4, 64, 64, 4)
-    assert (sample.eval_azimuths % 360 != 0).all()
+    assert all(view["azimuth"] % 360 != 0 for view in sample.eval_views)
+    count = len(TRAINING_ELEVATIONS) * len(TRAINING_AZIMUTHS)
+    assert sample.train_renders.shape == (1, count, 64, 64, 4)  # frame 0 only, by default
+    training = {(view["elevation"], view["azimuth"]) for view in sample.train_views}
+    assert not training & {(view["elevation"], view["azimuth"]) for view in sample.eval_views}  # held out
 
 
 def test_sample_images_show_the_subject_under_its_keypoints(sample):
     alpha, rgb = sample.image[..., 3], sample.image[..., :3]
-    assert 0.02 < (alpha > 0.5).float().mean() < 0.5
+    assert 0.05 < (alpha > 0.5).float().mean() < 0.5
     assert torch.all(rgb[alpha == 0] == 0)  # straight alpha: no colour where nothing is drawn
     over_white = rgb * alpha[..., None] + (1 - alpha[..., None])
     rendered, _ = make_subject("quadruped", num_frames=3, num_gaussians=800).render(reference_camera(64, 64), 0)
     torch.testing.assert_close(over_white, rendered[0], atol=2e-5, rtol=0)  # compositing gives the render back
     # Joints sit inside their capsules, so each projects onto (or next to) foreground.
     padded = torch.nn.functional.max_pool2d(alpha[None, None], 3, stride=1, padding=1)[0, 0]
-    pixels = sample.support_keypoints.floor().long().clamp(0, 63)
+    pixels = sample.keypoints.support.floor().long().clamp(0, 63)
     assert (padded[pixels[:, 1], pixels[:, 0]] > 0.5).all()
     assert (sample.eval_renders[..., 3] > 0.5).float().mean(dim=(2, 3)).min() > 0.01  # every view sees it
     assert not torch.allclose(sample.driving_video[0], sample.driving_video[1], atol=0.05)  # it moves
     assert not torch.allclose(sample.eval_renders[0, 0], sample.image, atol=0.05)  # another view
+    # The training view at the reference camera is the input image.
+    front = sample.train_views.index({"elevation": 0.0, "azimuth": 0.0})
+    torch.testing.assert_close(sample.train_renders[0, front], sample.image)
+
+
+def test_training_views_at_every_frame_for_the_dynamic_oracle():
+    subject = make_subject("biped", num_frames=2, seed=0, num_gaussians=300)
+    sample = build_sample(subject, resolution=16, training_views_every_frame=True)
+    assert sample.train_renders.shape[:2] == (2, len(sample.train_views))
+    assert not torch.allclose(sample.train_renders[0], sample.train_renders[1], atol=0.05)  # it moves there too
 
 
 def test_seed_decides_the_subject():
@@ -191,23 +214,25 @@ def test_seed_decides_the_subject():
 
     first, again, other = small(0), small(0), small(1)
     assert torch.equal(first.image, again.image) and torch.equal(first.eval_renders, again.eval_renders)
-    assert torch.equal(first.joints3d, again.joints3d)
-    assert not torch.allclose(first.joints3d, other.joints3d, atol=1e-3)
+    assert torch.equal(first.keypoints.frames, again.keypoints.frames)
+    assert not torch.allclose(first.keypoints.frames, other.keypoints.frames, atol=1e-1)
     assert not torch.allclose(first.image, other.image, atol=1e-2)
 
 
-def test_save_load_round_trip(sample, tmp_path):
+def test_the_synthetic_sample_round_trips_through_the_format(sample, tmp_path):
     save_sample(sample, tmp_path)
     assert (tmp_path / "image.png").exists() and (tmp_path / "driving" / "002.png").exists()
-    assert (tmp_path / "eval" / "03" / "002.png").exists()
+    assert (tmp_path / "eval" / "03" / "002.png").exists() and (tmp_path / "train" / "89" / "000.png").exists()
     loaded = load_sample(tmp_path)
-    for name in ("image", "driving_video", "eval_renders"):
+    for name in ("image", "driving_video", "eval_renders", "train_renders"):
         original, restored = getattr(sample, name), getattr(loaded, name)
         assert restored.shape == original.shape
         assert (restored - original).abs().max() <= 0.5 / 255 + 1e-6
-    for name in ("support_keypoints", "keypoints", "joints3d", "eval_elevations", "eval_azimuths"):
-        assert torch.allclose(getattr(loaded, name), getattr(sample, name), atol=1e-6)
-    assert loaded.joint_names == sample.joint_names and loaded.parents == sample.parents
+    assert torch.allclose(loaded.keypoints.frames, sample.keypoints.frames, atol=1e-6)
+    assert loaded.keypoints.names == sample.keypoints.names and loaded.keypoints.bones == sample.keypoints.bones
+    assert loaded.eval_views == sample.eval_views and loaded.train_views == sample.train_views
+    assert loaded.reference == sample.reference and (loaded.name, loaded.kind) == ("quadruped", "quadruped")
+    torch.testing.assert_close(loaded.eval_cameras().viewmats, sample.eval_cameras().viewmats)
 
 
 def test_bad_requests_are_refused():

@@ -123,7 +123,9 @@ MISTAKES = [  # overrides, the start of the line that must name the problem
     (["~static.lr.sh0"], "static.lr.sh0: missing, must be a number >= 0"),
     (["+foo=1"], "foo: unknown key (takes: background, "),
     (["static.camera.azimuth_range=[180,-180]"], "static.camera.azimuth_range=[180, -180]: must be a pair [low, "),
-    (["keypoints=oracle"], "keypoints.source='oracle': needs ground truth, use it with experiment=synthetic"),
+    (["keypoints=oracle"], "keypoints.source='oracle': needs ground truth: experiment=ground_truth sample=DIR"),
+    (["experiment=synthetic", "sample=some/dir"], "sample and experiment=synthetic both give the ground truth"),
+    (["experiment=ground_truth", "sample=d", "image=a.png"], "image and sample both give the input image"),
     (["experiment=synthetic", "synthetic.kind=snake"], "synthetic.kind='snake': must be one of quadruped, biped"),
     (["experiment=synthetic", "+synthetic.motion=walk"], "synthetic.motion: unknown key (takes: kind, "),
 ]

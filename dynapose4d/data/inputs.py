@@ -1,5 +1,6 @@
 """The run's inputs, written once to <run_dir>/input: the reference image and any ground truth."""
 
+import logging
 from typing import TYPE_CHECKING
 
 import torch
@@ -9,21 +10,22 @@ from ..checkpoint import mark_done
 from ..errors import DynaPoseError
 from ..export import save_png, save_png_frames
 from .image import load_reference_image
+from .sample import Sample
 
 if TYPE_CHECKING:
     from ..run import Run
+
+log = logging.getLogger(__name__)
 
 
 def read_inputs(cfg: DictConfig) -> dict:
     """Load (and so validate) the inputs before anything is written.
 
-    Returns {"reference": RGBA [H, W, 4]} plus "sample" (synthetic ground truth) or "clip"
-    (the user's driving video [F, H, W, 4], `video=file`).
+    Returns {"reference": RGBA [H, W, 4]} plus "sample" (ground truth: `sample=` or the synthetic
+    subject) or "clip" (the user's driving video [F, H, W, 4], `video=file`).
     """
-    if cfg.synthetic is not None:
-        from .synthetic import build_sample
-
-        sample = build_sample(synthetic_subject(cfg), resolution=cfg.image_size)
+    sample = read_ground_truth(cfg)
+    if sample is not None:
         return {"reference": sample.image, "sample": sample}
     clip = load_user_video(cfg) if cfg.video.source == "file" else None
     if cfg.image is not None:
@@ -33,8 +35,59 @@ def read_inputs(cfg: DictConfig) -> dict:
         return {"reference": clip[0], "clip": clip}
     raise DynaPoseError(
         "no input: pass image=path/to/image.png, video=path/to/clip.mp4 (or a directory of frames), "
-        "or experiment=synthetic for the built-in subject"
+        "experiment=ground_truth sample=path/to/sample, or experiment=synthetic for the built-in subject"
     )
+
+
+def read_ground_truth(cfg: DictConfig) -> Sample | None:
+    """The run's ground-truth sample: `sample=<dir>`, or the synthetic subject rendered into one; None without."""
+    if cfg.synthetic is not None:
+        from .synthetic import build_sample, make_subject
+
+        settings = cfg.synthetic
+        subject = make_subject(settings.kind, settings.num_frames, settings.seed, settings.num_gaussians)
+        every_frame = cfg.dynamic.prior == "oracle"  # the dynamic oracle needs training views at every frame
+        return build_sample(subject, cfg.image_size, training_views_every_frame=every_frame,
+                            name=f"{settings.kind}-{settings.seed}")  # fmt: skip
+    if cfg.sample is not None:
+        from .sample import load_sample
+
+        return load_sample(cfg.sample)
+    return None
+
+
+def adopt_ground_truth(cfg: DictConfig, sample: Sample) -> None:
+    """Train with the sample's own reference camera and image size, whatever the config said.
+
+    The input image was taken from that camera, and held-out views are scored at the sample's
+    cameras, so any other training camera would be measured against the wrong views.
+    """
+    reference, size = sample.reference, sample.image.shape[0]
+    camera = cfg.static.camera
+    wanted = {"elevation": reference.elevation, "static.camera.radius": reference.radius,
+              "static.camera.fovy": reference.fovy, "image_size": size}  # fmt: skip
+    given = {"elevation": cfg.elevation, "static.camera.radius": camera.radius,
+             "static.camera.fovy": camera.fovy, "image_size": cfg.image_size}  # fmt: skip
+    changed = [f"{key}={wanted[key]:g} (was {given[key]:g})" for key in wanted if wanted[key] != given[key]]
+    if changed:
+        log.info("ground truth %r: using its camera and size: %s", sample.name, ", ".join(changed))
+    cfg.elevation, cfg.image_size = reference.elevation, size
+    camera.radius, camera.fovy = reference.radius, reference.fovy
+
+
+def ground_truth_problems(cfg: DictConfig, sample: Sample) -> list[str]:
+    """What the oracle settings need from the sample and it lacks (one line each)."""
+    problems = []
+    if cfg.keypoints.source == "oracle" and sample.keypoints is None and "keypoints" in cfg.stages:
+        problems.append("keypoints=oracle needs keypoints in sample.json (or use keypoints=track)")
+    if "oracle" in (cfg.static.prior, cfg.dynamic.prior) and not sample.train_views:
+        problems.append("the oracle prior needs training views (train_views in sample.json)")
+    if cfg.dynamic.prior == "oracle" and len(sample.train_renders) != sample.num_frames:
+        problems.append(
+            "dynamic.prior=oracle needs training views at every frame (train_frames = num_frames); "
+            "scripts/make_synthetic_sample.py every_frame=true writes them"
+        )
+    return [f"sample {sample.name!r}: {problem}" for problem in problems]
 
 
 def load_user_video(cfg: DictConfig) -> torch.Tensor:
@@ -56,20 +109,9 @@ def write_inputs(inputs: dict, run: "Run") -> None:
     if "clip" in inputs:
         save_png_frames(directory / "clip", inputs["clip"])
     if "sample" in inputs:
-        from .synthetic import save_sample
+        from .sample import save_sample
 
         save_sample(inputs["sample"], run.ground_truth_dir)
     save_png(directory / "reference.png", inputs["reference"])
     mark_done(directory)
 
-
-def synthetic_subject(cfg: DictConfig):
-    """The synthetic subject of `cfg.synthetic` (rebuilt from its seed: it is deterministic), or None."""
-    if cfg.synthetic is None:
-        return None
-    from .synthetic import make_subject
-
-    settings = cfg.synthetic
-    return make_subject(
-        kind=settings.kind, num_frames=settings.num_frames, seed=settings.seed, num_gaussians=settings.num_gaussians
-    )

@@ -1,42 +1,40 @@
-"""A procedural articulated subject: the ground truth that a real run lacks.
+"""A procedural articulated subject: one producer of ground-truth samples (data/sample.py).
 
 `make_subject` builds a 14-joint skeleton (`skeleton.py`), wraps each bone in a capsule of
 textured Gaussians rigidly skinned to it, and animates it with periodic per-bone
-rotations over `num_frames` frames. `build_sample` renders what a run consumes (input
-image, driving video, keypoints) and what it is scored against (held-out views at every
-frame); `save_sample`/`load_sample` keep it on disk as PNGs plus one JSON.
+rotations over `num_frames` frames. `build_sample` renders it into the sample format (input
+image, driving video, keypoints, held-out and training views); the stages only ever see that
+sample, as they would see one rendered from any other asset.
 
-The subject is normalised to fit a sphere of radius `SUBJECT_RADIUS` around the origin
-over its whole motion, so it spans about half of the reference view (radius 2, fovy 49.1).
+The subject is framed as real images are: at frame 0 it fills 80% of the reference view
+(radius 2, fovy 49.1), centred, unless its whole motion would then leave an orbit view.
 """
 
-import json
 import math
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
-from ..cameras import REFERENCE_FOVY, REFERENCE_RADIUS, Cameras, orbit_cameras, reference_camera
-from ..export import load_png, save_png
+from ..cameras import REFERENCE_RADIUS, Cameras, orbit_cameras, reference_camera
 from ..geometry import axis_angle_quat, quat_multiply, quat_to_matrix
 from ..keypoints import project_points
 from ..render import rasterize
+from .sample import ReferenceView, Sample, SampleKeypoints, cameras_from_views, orbit_view, save_sample
 from .skeleton import DEFAULT_MOTIONS, JOINT_COUNT, MOTIONS, SKELETONS, yaw_matrix
 
-__all__ = [
-    "JOINT_COUNT",
-    "SyntheticSubject",
-    "SyntheticSample",
-    "make_subject",
-    "build_sample",
-    "save_sample",
-    "load_sample",
-]
+__all__ = ["JOINT_COUNT", "SyntheticSubject", "make_subject", "build_sample", "write_synthetic_sample"]
 
-SUBJECT_RADIUS = 0.48
+FILL = 0.8  # frame 0 fills 80% of the reference view, as a real image recentred with border_ratio=0.2
+# Orbit views the whole motion must stay inside (2% from the edges): the training views' range, finer.
+FRAMING_ELEVATIONS = torch.tensor([-30.0, -15.0, 0.0, 15.0, 30.0])
+FRAMING_AZIMUTHS = torch.arange(0.0, 360.0, 10.0)
+FRAMING_MARGIN = 0.02
 DEFAULT_EVAL_AZIMUTHS = (45.0, 135.0, 225.0, 315.0)
-STRIPE_PERIOD = 0.06  # world units along a bone: a few stripes per limb at 256 px
+# The oracle's training views: 90 cameras over the static stage's sampling range (elevation +-30,
+# every azimuth), 5 degrees or more from every held-out view.
+TRAINING_ELEVATIONS = (-30.0, -15.0, 0.0, 15.0, 30.0)
+TRAINING_AZIMUTHS = tuple(float(a) for a in range(0, 360, 20))
+STRIPE_PERIOD = 0.1  # world units along a bone: a few stripes per limb, 7 pixels apart at 128 px
 
 
 # --- rotations (quaternions wxyz) -------------------------------------------------
@@ -159,7 +157,7 @@ def make_subject(
     radii = torch.tensor(spec.radii) * _uniform(generator, (len(spec.radii),), 0.9, 1.1)  # [J]
     tensors = _motion_tensors(*MOTIONS[(kind, motion)](), spec.joint_names, yaw, generator)
     subject = SyntheticSubject(kind, num_frames, spec.joint_names, spec.parents, rest, radii, tensors, None)
-    _normalise(subject)
+    _frame(subject)
     subject.rest_gaussians = _sample_gaussians(
         subject.rest_joints, subject.parents, subject.radii, num_gaussians, generator
     )
@@ -203,20 +201,65 @@ def _motion_tensors(rotations, bounces, joint_names, yaw, generator) -> dict[str
     return tensors
 
 
-def _normalise(subject: SyntheticSubject, samples: int = 32) -> None:
-    """Centre the subject's motion envelope on the origin and scale it to `SUBJECT_RADIUS`.
+def _frame(subject: SyntheticSubject, fill: float = FILL, passes: int = 4) -> None:
+    """Frame the subject as real inputs are framed: at frame 0 its box fills `fill` of the reference view, centred.
 
-    Forward kinematics commutes with translating and scaling the rest pose (and the root
-    translation), so one pass over the cycle gives the exact envelope of the capsules.
+    Perspective makes the box depend on the scale, so a few passes of scale-then-recentre
+    converge (to within a pixel in two). The whole motion must still stay inside every orbit
+    view the sample renders: where it would not, the subject is scaled down until it does.
+    """
+    _transform(subject, 1.0 / _envelope(subject)[1], -_envelope(subject)[0])  # a unit sphere about the origin
+    camera = reference_camera(1, 1)  # image coordinates in [0, 1]
+    focal = float(camera.Ks[0, 0, 0])
+    for _ in range(passes):
+        low, high = _image_boxes(subject, camera, [0])
+        _transform(subject, fill / float((high - low).max()), torch.zeros(3))
+        low, high = _image_boxes(subject, camera, [0])
+        offset = (low + high)[0] / 2 - 0.5  # [2] image x right, y down
+        _transform(subject, 1.0, torch.tensor([-offset[0], offset[1], 0.0]) * REFERENCE_RADIUS / focal)
+    orbit = orbit_cameras(*torch.meshgrid(FRAMING_ELEVATIONS, FRAMING_AZIMUTHS, indexing="ij"), width=1, height=1)
+    frames = [subject.num_frames * k / 16 for k in range(16)]
+    for _ in range(passes):
+        low, high = _image_boxes(subject, orbit, frames)
+        reach = float(torch.maximum(0.5 - low, high - 0.5).max())  # farthest from an image's centre
+        if reach <= 0.5 - FRAMING_MARGIN:
+            break
+        _transform(subject, (0.5 - FRAMING_MARGIN) / reach, torch.zeros(3))
+
+
+def _image_boxes(subject: SyntheticSubject, cameras: Cameras, frames) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per camera, the image box (x, y in [0, 1]) of the capsules' end spheres over `frames`: low [C, 2], high [C, 2].
+
+    A capsule is the convex hull of its end spheres, so its image lies within theirs.
+    """
+    joints = torch.cat([subject.joints_at(frame) for frame in frames])  # [F * J, 3]
+    radii = subject.radii.repeat(len(frames))  # [F * J]
+    pixels = project_points(joints, cameras.viewmats, cameras.Ks)  # [C, F * J, 2]
+    depth = joints @ cameras.viewmats[:, 2, :3].T + cameras.viewmats[:, 2, 3]  # [F * J, C] camera z
+    reach = (radii[:, None] * cameras.Ks[:, 0, 0] / depth).T[..., None]  # [C, F * J, 1] sphere radii, image units
+    return (pixels - reach).amin(1), (pixels + reach).amax(1)
+
+
+def _envelope(subject: SyntheticSubject, samples: int = 32) -> tuple[torch.Tensor, float]:
+    """Centre [3] and radius of a sphere holding the capsules over the whole motion (exact for that centre).
+
+    A capsule is the convex hull of its two end spheres, so its farthest point lies on one of them.
     """
     joints = torch.stack([subject.joints_at(subject.num_frames * k / samples) for k in range(samples)])
     centre = 0.5 * (joints.amax(dim=(0, 1)) + joints.amin(dim=(0, 1)))  # [3]
     parents = torch.tensor(subject.parents[1:])
-    # A capsule is the convex hull of its two end spheres: its farthest point lies on one of them.
     ends = torch.cat([joints[:, 1:], joints[:, parents]], dim=1) - centre  # [S, 2(J-1), 3]
     radii = subject.radii[1:].repeat(2)
-    scale = SUBJECT_RADIUS / (ends.norm(dim=-1) + radii).max()
-    subject.rest_joints = (subject.rest_joints - centre) * scale
+    return centre, float((ends.norm(dim=-1) + radii).max())
+
+
+def _transform(subject: SyntheticSubject, scale: float, shift: torch.Tensor) -> None:
+    """Scale the subject about the origin, then move it by `shift` [3].
+
+    Forward kinematics commutes with scaling and translating the rest pose (and scaling the
+    root's bounce), so the whole motion is transformed exactly.
+    """
+    subject.rest_joints = subject.rest_joints * scale + shift
     subject.radii = subject.radii * scale
     subject.motion["bounce_amplitude"] = subject.motion["bounce_amplitude"] * scale
 
@@ -282,68 +325,60 @@ def _hsv_to_rgb(h: torch.Tensor, s: torch.Tensor, v: torch.Tensor) -> torch.Tens
     return v[..., None] - v[..., None] * s[..., None] * (torch.minimum(k, 4.0 - k).clamp(0.0, 1.0))
 
 
-# --- cameras, samples, files -------------------------------------------------------
-
-
-@dataclass
-class SyntheticSample:
-    """Everything a run needs from a synthetic subject, as tensors.
-
-    RGBA images hold straight (unpremultiplied) colour and the coverage alpha, like a
-    cut-out input image. The reference view is `reference_camera`
-    (elevation 0, azimuth 0); held-out views are orbit cameras at the same radius and fovy.
-    """
-
-    image: torch.Tensor  # [H, W, 4] reference view, frame 0
-    driving_video: torch.Tensor  # [T, H, W, 4] reference view, every frame
-    support_keypoints: torch.Tensor  # [14, 2] pixel coordinates of the joints at frame 0
-    keypoints: torch.Tensor  # [T, 14, 2]
-    joints3d: torch.Tensor  # [T, 14, 3] world space
-    eval_elevations: torch.Tensor  # [V] degrees
-    eval_azimuths: torch.Tensor  # [V] degrees
-    eval_renders: torch.Tensor  # [T, V, H, W, 4]
-    joint_names: list[str] = field(default_factory=list)
-    parents: list[int] = field(default_factory=list)
-
-    def eval_cameras(self) -> Cameras:
-        """The held-out cameras at the sample's resolution."""
-        height, width = self.image.shape[:2]
-        return orbit_cameras(self.eval_elevations, self.eval_azimuths, width=width, height=height)
+# --- the subject as a ground-truth sample -------------------------------------------
 
 
 def build_sample(
-    subject: SyntheticSubject, resolution: int = 256, eval_azimuths=DEFAULT_EVAL_AZIMUTHS, eval_elevation: float = 0.0
-) -> SyntheticSample:
-    """Render the reference view and the held-out views at every frame, and project the joints."""
+    subject: SyntheticSubject,
+    resolution: int = 256,
+    eval_azimuths=DEFAULT_EVAL_AZIMUTHS,
+    eval_elevation: float = 0.0,
+    training_views_every_frame: bool = False,
+    name: str | None = None,
+) -> Sample:
+    """Render the subject into the ground-truth sample format (data/sample.py).
+
+    The reference view and the held-out views at every frame, the training views on their
+    grid (`TRAINING_ELEVATIONS` x `TRAINING_AZIMUTHS`, none at a held-out camera) at frame 0
+    or at every frame, and the joints projected into the reference view as keypoints.
+    """
     if any(float(a) % 360.0 == 0.0 for a in eval_azimuths):
         raise ValueError("held-out azimuths must differ from the reference view's 0")
-    azimuths = torch.tensor(eval_azimuths, dtype=torch.float32)  # [V]
-    elevations = torch.full_like(azimuths, float(eval_elevation))
-    reference = reference_camera(resolution, resolution)
-    evaluation = orbit_cameras(elevations, azimuths, width=resolution, height=resolution)
-    cameras = Cameras.concat(reference, evaluation)
+    eval_views = [orbit_view(eval_elevation, azimuth) for azimuth in eval_azimuths]
+    train_views = [orbit_view(e, a) for e in TRAINING_ELEVATIONS for a in TRAINING_AZIMUTHS]
+    reference = ReferenceView()
+    cameras = [
+        cameras_from_views(views, reference, resolution, resolution)
+        for views in ([{"elevation": 0.0, "azimuth": 0.0}], eval_views, train_views)
+    ]
+    frames = range(subject.num_frames)
+    driving, evaluation, training = [], [], []
+    for t in frames:
+        driving.append(_render_rgba(subject, cameras[0], t)[0])
+        evaluation.append(_render_rgba(subject, cameras[1], t))
+        if t == 0 or training_views_every_frame:
+            training.append(_render_rgba(subject, cameras[2], t))
+    joints = torch.stack([subject.joints_at(t) for t in frames])  # [T, J, 3]
+    pixels = project_points(joints.reshape(-1, 3), cameras[0].viewmats, cameras[0].Ks)[0]  # [T * J, 2]
+    bones = [(parent, joint) for joint, parent in enumerate(subject.parents) if joint > 0]
+    return Sample(
+        image=driving[0],
+        driving_video=torch.stack(driving),
+        eval_views=eval_views,
+        eval_renders=torch.stack(evaluation),
+        train_views=train_views,
+        train_renders=torch.stack(training),
+        reference=reference,
+        keypoints=SampleKeypoints(list(subject.joint_names), bones, pixels.reshape(subject.num_frames, -1, 2)),
+        name=name or subject.kind,
+        kind=subject.kind,
+    )
 
-    frames = []
-    for t in range(subject.num_frames):
-        premultiplied, alpha = subject.render(cameras, t, background=(0.0, 0.0, 0.0))
-        frames.append(torch.cat([unpremultiply(premultiplied, alpha), alpha], dim=-1).cpu())  # [1 + V, H, W, 4]
-    renders = torch.stack(frames)  # [T, 1 + V, H, W, 4]
-    joints3d = torch.stack([subject.joints_at(t) for t in range(subject.num_frames)])  # [T, J, 3]
-    keypoints = project_points(joints3d.reshape(-1, 3), reference.viewmats, reference.Ks)[0].reshape(
-        subject.num_frames, -1, 2
-    )
-    return SyntheticSample(
-        image=renders[0, 0],
-        driving_video=renders[:, 0],
-        support_keypoints=keypoints[0],
-        keypoints=keypoints,
-        joints3d=joints3d,
-        eval_elevations=elevations,
-        eval_azimuths=azimuths,
-        eval_renders=renders[:, 1:],
-        joint_names=list(subject.joint_names),
-        parents=list(subject.parents),
-    )
+
+def _render_rgba(subject: SyntheticSubject, cameras: Cameras, frame: int) -> torch.Tensor:
+    """Straight-alpha RGBA renders [C, H, W, 4] of the subject at a frame, as a sample stores them."""
+    premultiplied, alpha = subject.render(cameras, frame, background=(0.0, 0.0, 0.0))
+    return torch.cat([unpremultiply(premultiplied, alpha), alpha], dim=-1).cpu()
 
 
 def unpremultiply(premultiplied: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
@@ -351,56 +386,20 @@ def unpremultiply(premultiplied: torch.Tensor, alpha: torch.Tensor) -> torch.Ten
     return torch.where(alpha > 0, premultiplied / alpha.clamp_min(1e-6), 0.0).clamp(0.0, 1.0)
 
 
-def _write_png(path: Path, rgba: torch.Tensor) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_png(path, rgba)
-
-
-def save_sample(sample: SyntheticSample, directory) -> None:
-    """Write image.png, driving/NNN.png, eval/VV/NNN.png (RGBA 8-bit) and sample.json."""
-    directory = Path(directory)
-    _write_png(directory / "image.png", sample.image)
-    for t, frame in enumerate(sample.driving_video):
-        _write_png(directory / "driving" / f"{t:03d}.png", frame)
-    for v in range(len(sample.eval_azimuths)):
-        for t, frame in enumerate(sample.eval_renders[:, v]):
-            _write_png(directory / "eval" / f"{v:02d}" / f"{t:03d}.png", frame)
-    meta = {
-        "num_frames": len(sample.driving_video),
-        "resolution": list(sample.image.shape[:2]),
-        "camera": {"radius": REFERENCE_RADIUS, "fovy": REFERENCE_FOVY},
-        "joint_names": sample.joint_names,
-        "parents": sample.parents,
-        "support_keypoints": sample.support_keypoints.tolist(),
-        "keypoints": sample.keypoints.tolist(),
-        "joints3d": sample.joints3d.tolist(),
-        "eval_views": [
-            {"dir": f"{v:02d}", "elevation": float(e), "azimuth": float(a)}
-            for v, (e, a) in enumerate(zip(sample.eval_elevations, sample.eval_azimuths, strict=True))
-        ],
-    }
-    (directory / "sample.json").write_text(json.dumps(meta, indent=1))
-
-
-def load_sample(directory) -> SyntheticSample:
-    """Read a sample written by `save_sample` (images come back 8-bit quantised)."""
-    directory = Path(directory)
-    meta = json.loads((directory / "sample.json").read_text())
-    frames = range(meta["num_frames"])
-    driving = torch.stack([load_png(directory / "driving" / f"{t:03d}.png") for t in frames])
-    views = meta["eval_views"]
-    renders = torch.stack(
-        [torch.stack([load_png(directory / "eval" / view["dir"] / f"{t:03d}.png") for view in views]) for t in frames]
-    )  # [T, V, H, W, 4]
-    return SyntheticSample(
-        image=load_png(directory / "image.png"),
-        driving_video=driving,
-        support_keypoints=torch.tensor(meta["support_keypoints"]),
-        keypoints=torch.tensor(meta["keypoints"]),
-        joints3d=torch.tensor(meta["joints3d"]),
-        eval_elevations=torch.tensor([view["elevation"] for view in views]),
-        eval_azimuths=torch.tensor([view["azimuth"] for view in views]),
-        eval_renders=renders,
-        joint_names=meta["joint_names"],
-        parents=meta["parents"],
+def write_synthetic_sample(
+    directory,
+    kind: str,
+    seed: int,
+    *,
+    num_frames: int = 16,
+    num_gaussians: int = 4000,
+    resolution: int = 128,
+    training_views_every_frame: bool = False,
+) -> Path:
+    """Make one subject and write its sample to `directory` (scripts/make_synthetic_sample.py); returns it."""
+    subject = make_subject(kind, num_frames=num_frames, seed=seed, num_gaussians=num_gaussians)
+    sample = build_sample(
+        subject, resolution, training_views_every_frame=training_views_every_frame, name=f"{kind}-{seed}"
     )
+    save_sample(sample, directory)
+    return Path(directory)

@@ -31,6 +31,20 @@ def psnr(prediction: torch.Tensor, target: torch.Tensor) -> float:
     return 10 * math.log10(data_range**2 / mse)
 
 
+def object_psnr(prediction: torch.Tensor, target: torch.Tensor, coverage: torch.Tensor) -> float:
+    """PSNR of one frame [H, W, 3] on the bounding box of the target's object (`coverage` [H, W] > 0).
+
+    The background outside the box is left out, so an object that fills a tenth of the frame is
+    not flattered by the nine tenths a blank render already gets right. A frame whose target
+    shows no object gives the whole-frame PSNR.
+    """
+    rows, columns = (coverage > 0).any(dim=1).nonzero()[:, 0], (coverage > 0).any(dim=0).nonzero()[:, 0]
+    if len(rows) == 0:
+        return psnr(prediction, target)
+    box = (slice(int(rows[0]), int(rows[-1]) + 1), slice(int(columns[0]), int(columns[-1]) + 1))
+    return psnr(prediction[box], target[box])
+
+
 def ssim(prediction: torch.Tensor, target: torch.Tensor) -> float:
     """SSIM of one frame [H, W, 3] in [0, 1] with torchmetrics' defaults.
 

@@ -3,7 +3,8 @@
   consistent4d  renders in the ground-truth layout (`pred_root`), or one run per object under
                 `runs_root/<object>/`, against `gt_root/<object>/eval_{v}/{t}.png`;
   animate124    one run per case under `runs_root/<case>/`: CLIP similarity to the input image;
-  synthetic     one `experiment=synthetic` run (`run_dir`) against its own ground truth.
+  ground_truth  one run with ground truth (`experiment=ground_truth` or `synthetic`, `run_dir`) against
+                its sample's held-out views, at the sample's own cameras.
 Writes metrics.json, scores.csv, table.md and scores.png into `output_dir`.
 """
 
@@ -13,8 +14,9 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig
 
+from ..cameras import orbit_cameras
 from ..data.image import WHITE, composite
-from ..data.synthetic import load_sample
+from ..data.sample import load_sample
 from ..errors import DynaPoseError
 from ..pipeline import resolve_device
 from .fvd import FVDPool
@@ -25,14 +27,14 @@ from .scoring import score_animate124, score_consistent4d, score_consistent4d_fo
 from .suite import MetricSuite
 
 log = logging.getLogger(__name__)
-BENCHMARKS = ("consistent4d", "animate124", "synthetic")
+BENCHMARKS = ("consistent4d", "animate124", "ground_truth")
 
 
 def evaluate(cfg: DictConfig) -> Path:
     """Score `cfg.benchmark` and write the report; returns its directory."""
     if cfg.benchmark not in BENCHMARKS:
         raise DynaPoseError(f"benchmark must be one of {', '.join(BENCHMARKS)}, got {cfg.benchmark!r}")
-    source = cfg.run_dir if cfg.benchmark == "synthetic" else (cfg.pred_root or cfg.runs_root)
+    source = cfg.run_dir if cfg.benchmark == "ground_truth" else (cfg.pred_root or cfg.runs_root)
     if source is None:
         raise DynaPoseError(_WHAT_TO_PASS[cfg.benchmark])
     output_dir = Path(cfg.output_dir or Path(source) / f"eval_{cfg.benchmark}")
@@ -70,23 +72,20 @@ def _animate124(cfg: DictConfig, suite: MetricSuite, output_dir: Path, device: t
     return {"objects": objects, "summary": summary if clip_means else {"clip": suite.skip_entry("clip")}}
 
 
-def _synthetic(cfg: DictConfig, suite: MetricSuite, output_dir: Path, device: torch.device) -> dict:
+def _ground_truth(cfg: DictConfig, suite: MetricSuite, output_dir: Path, device: torch.device) -> dict:
     run_dir = latest_finished_run(Path(cfg.run_dir))
-    sample_dir = run_dir / "input" / "synthetic"
+    sample_dir = run_dir / "input" / "ground_truth"
     if not sample_dir.is_dir():
         raise DynaPoseError(
-            f"{run_dir} has no synthetic ground truth: benchmark=synthetic scores experiment=synthetic runs"
+            f"{run_dir} has no ground truth (input/ground_truth): benchmark=ground_truth scores "
+            "experiment=ground_truth and experiment=synthetic runs"
         )
     sample = load_sample(sample_dir)
     truth = composite(sample.eval_renders.transpose(0, 1), WHITE)  # [V, T, H, W, 3]
-    size = sample.image.shape[0]
-    pred = render_run(
-        run_dir, sample.eval_elevations.tolist(), sample.eval_azimuths.tolist(), cfg.views.radius, cfg.views.fovy,
-        size, cfg.backend, device,
-    )  # fmt: skip
+    pred = render_run(run_dir, sample.eval_cameras(), cfg.backend, device)
     pool = FVDPool(suite.i3d) if suite.i3d is not None else None
     name = run_dir.parent.name
-    per_object = {name: score_consistent4d(pred, truth, suite, size, pool)}
+    per_object = {name: score_consistent4d(pred, truth, suite, sample.eval_renders.shape[2], pool)}
     return {"objects": per_object, "summary": summarize_consistent4d(per_object, suite, pool)}
 
 
@@ -97,15 +96,15 @@ def _render(cfg: DictConfig, run_dir: Path, device: torch.device) -> torch.Tenso
             "views.azimuths is not set: the benchmark does not publish its evaluation cameras; give the azimuths "
             "(degrees, 0 = the input view) that match your ground truth, e.g. views.azimuths=[0,90,180,270]"
         )
-    elevations = [float(views.elevation)] * len(views.azimuths)
-    return render_run(
-        run_dir, elevations, list(views.azimuths), views.radius, views.fovy, cfg.size, cfg.backend, device
-    )
+    elevations = torch.full((len(views.azimuths),), float(views.elevation))
+    azimuths = torch.tensor(list(views.azimuths), dtype=torch.float32)
+    cameras = orbit_cameras(elevations, azimuths, views.radius, views.fovy, cfg.size, cfg.size)
+    return render_run(run_dir, cameras, cfg.backend, device)
 
 
-_SCORERS = {"consistent4d": _consistent4d, "animate124": _animate124, "synthetic": _synthetic}
+_SCORERS = {"consistent4d": _consistent4d, "animate124": _animate124, "ground_truth": _ground_truth}
 _WHAT_TO_PASS = {
     "consistent4d": "benchmark=consistent4d needs pred_root=<renders in the eval_gt layout> or runs_root=<our runs>",
     "animate124": "benchmark=animate124 needs runs_root=<our runs, one per case>",
-    "synthetic": "benchmark=synthetic needs run_dir=<an experiment=synthetic run>",
+    "ground_truth": "benchmark=ground_truth needs run_dir=<an experiment=ground_truth or synthetic run>",
 }

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import torch
 
-from ..cameras import orbit_cameras
+from ..cameras import Cameras
 from ..data.image import WHITE  # both benchmarks composite on white
 from ..errors import DynaPoseError
 from ..gaussians import GaussianModel
@@ -23,21 +23,12 @@ def latest_finished_run(directory: Path) -> Path:
 
 
 def render_run(
-    run_dir: Path,
-    elevations: list[float],
-    azimuths: list[float],
-    radius: float,
-    fovy: float,
-    size: int,
-    backend: str = "auto",
-    device: torch.device | str = "cpu",
+    run_dir: Path, cameras: Cameras, backend: str = "auto", device: torch.device | str = "cpu"
 ) -> torch.Tensor:
-    """Every frame of a run's 4D model (dynamic/frames/NNN.ply) from each view: [V, T, size, size, 3] on white."""
+    """Every frame of a run's 4D model (dynamic/frames/NNN.ply) from each camera: [V, T, H, W, 3] on white."""
     frames = sorted((Path(run_dir) / "dynamic" / "frames").glob("*.ply"))
     if not frames:
         raise DynaPoseError(f"{run_dir}: no dynamic/frames/*.ply to render")
-    elevation_tensor = torch.tensor(elevations, dtype=torch.float32)
-    cameras = orbit_cameras(elevation_tensor, torch.tensor(azimuths, dtype=torch.float32), radius, fovy, size, size)
     cameras = cameras.to(device)
     videos = []  # [T] of [V, S, S, 3]
     for path in frames:

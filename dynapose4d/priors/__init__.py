@@ -2,9 +2,10 @@
 
 A prior scores renders of random views: `prior.loss(colors, alphas, views, step_ratio)`
 returns a scalar to minimise. `zero123` / `stable_zero123` distil Zero-1-to-3's score
-(SDS); `oracle` compares with ground-truth renders of the synthetic subject.
+(SDS); `oracle` compares with a ground-truth sample's own training views.
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Protocol
 
@@ -12,6 +13,7 @@ import torch
 from omegaconf import DictConfig
 
 from ..cameras import Cameras
+from ..data.sample import Sample
 from ..errors import DynaPoseError
 from ..pretrained import PretrainedModel, resolve_pretrained
 
@@ -37,6 +39,7 @@ class ViewBatch:
     radius: float
     frames: torch.Tensor | None = None  # [B] index of each view's reference (driving frame); None: all the first
     backgrounds: torch.Tensor | None = None  # [B, 3] the colour each view was rendered over; None: white
+    view_indices: torch.Tensor | None = None  # [B] each view's index among the oracle's training views
 
     def reference_indices(self) -> torch.Tensor:
         return torch.zeros(len(self.elevations), dtype=torch.long) if self.frames is None else self.frames.long()
@@ -68,7 +71,7 @@ def build_prior(
     references: torch.Tensor,  # [F, H, W, 4] RGBA: the input image (F = 1) or the driving frames
     camera: DictConfig,  # the reference view: `elevation` (degrees) and `radius`
     device: torch.device,
-    subject=None,
+    ground_truth: Callable[[], Sample | None] = lambda: None,  # the run's sample, read only when needed
 ) -> Prior | None:
     """The prior named by `settings.prior` (the settings of `stage`: static or dynamic), or None for `none`."""
     name = settings.prior
@@ -76,18 +79,19 @@ def build_prior(
         return None
     if name not in BUILDERS:
         raise DynaPoseError(f"unknown {stage}.prior={name!r}; choose one of none, {', '.join(BUILDERS)}")
-    return BUILDERS[name](settings, stage, references, camera, device, subject)
+    return BUILDERS[name](settings, stage, references, camera, device, ground_truth)
 
 
-def _oracle(settings, stage, references, camera, device, subject) -> Prior:
-    if subject is None:
-        raise DynaPoseError(f"{stage}.prior=oracle needs ground truth: use it with experiment=synthetic")
+def _oracle(settings, stage, references, camera, device, ground_truth) -> Prior:
+    sample = ground_truth()
+    if sample is None:
+        raise DynaPoseError(f"{stage}.prior=oracle needs ground truth: use it with experiment=ground_truth sample=DIR")
     from .oracle import OraclePrior
 
-    return OraclePrior(subject)
+    return OraclePrior(sample, needs_every_frame=stage == "dynamic")
 
 
-def _zero123(settings, stage, references, camera, device, subject) -> Prior:
+def _zero123(settings, stage, references, camera, device, ground_truth) -> Prior:
     from .zero123 import Zero123Prior
     from .zero123_model import load_zero123
 

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig
 
-from ..cameras import Cameras, orbit_cameras, reference_camera, sample_orbit_cameras
+from ..cameras import Cameras, orbit_cameras, reference_camera
 from ..checkpoint import load_checkpoint, non_finite
 from ..data.driving import draw_keypoints
 from ..data.image import WHITE, composite, resize_square
@@ -35,6 +35,7 @@ from ..render import rasterize
 from ..run import Run
 from ..schedules import exponential_lr, reference_warmup, render_size, step_ratio
 from .keypoints import load_detector
+from .novel_views import novel_cameras
 from .outputs import ORBIT_ELEVATION, render_views
 from .training import TrainingStage
 
@@ -63,7 +64,7 @@ class DynamicStage(TrainingStage):
         camera = cfg.static.camera
         self.camera = reference_camera(size, size, camera.radius, camera.fovy, camera.elevation).to(device)
 
-        self.prior = build_prior(self.settings, NAME, driving, camera, device, run.subject)
+        self.prior = build_prior(self.settings, NAME, driving, camera, device, lambda: run.ground_truth)
         self.model = run.static_model().to(device)
         self.model.requires_grad_(self.settings.optimize_gaussians)
         canonical_means = self.model.params["means"].detach()
@@ -145,13 +146,10 @@ class DynamicStage(TrainingStage):
         camera, settings = self.cfg.static.camera, self.settings
         size = render_size(self.step, settings.iterations, settings.novel_view_sizes)
         count = settings.views_per_frame * len(frames)
-        cameras, elevations, azimuths = sample_orbit_cameras(
-            count, self.generator, camera.elevation_range, camera.azimuth_range, camera.radius, camera.fovy,
-            size, size, reference_elevation=camera.elevation,
-        )  # fmt: skip
+        cameras, elevations, azimuths, picks = novel_cameras(self.prior, count, size, self.generator, camera)
         repeated = frames.repeat_interleave(settings.views_per_frame)  # [B * V]
         backgrounds = WHITE.to(self.device).expand(count, 3)  # [B * V, 3]
-        return ViewBatch(cameras.to(self.device), elevations, azimuths, camera.radius, repeated, backgrounds)
+        return ViewBatch(cameras.to(self.device), elevations, azimuths, camera.radius, repeated, backgrounds, picks)
 
     def render(self, frames: torch.Tensor, views: ViewBatch | None):
         """Per frame, the reference view and (in a second call, at their own size) that frame's novel views.

@@ -9,7 +9,7 @@ Sources (`keypoints=<source>`):
   track         no weights: the support keypoints (as for poseanything) followed through the
                 driving video with pyramidal Lucas-Kanade; points that fail its forward-backward
                 check are written with visibility 0, and KML skips them (see keypoint_tracking.py);
-  oracle        the synthetic subject's joints, projected.
+  oracle        the ground-truth sample's keypoints (experiment=ground_truth or synthetic).
 """
 
 import logging
@@ -85,10 +85,10 @@ def verify(run: Run) -> list[str]:
 
 
 def oracle_keypoints(run: Run) -> tuple[SupportKeypoints, torch.Tensor]:
+    """The ground-truth sample's keypoints: support points on the input image and [T, N, 2] per driving frame."""
     sample = run.ground_truth
-    bones = [(parent, joint) for joint, parent in enumerate(sample.parents) if joint > 0]
-    size = tuple(sample.image.shape[:2])
-    return SupportKeypoints(sample.support_keypoints, bones, list(sample.joint_names), size), sample.keypoints
+    keypoints, size = sample.keypoints, tuple(sample.image.shape[:2])
+    return SupportKeypoints(keypoints.support, list(keypoints.bones), list(keypoints.names), size), keypoints.frames
 
 
 def tracked_keypoints(run: Run, support: SupportKeypoints, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig
 
-from ..cameras import orbit_cameras, reference_camera, sample_orbit_cameras
+from ..cameras import orbit_cameras, reference_camera
 from ..checkpoint import load_checkpoint, non_finite
 from ..data.image import composite, resize_square
 from ..densify import Densifier
@@ -25,6 +25,7 @@ from ..priors import ViewBatch, build_prior, prior_weights
 from ..render import rasterize
 from ..run import Run
 from ..schedules import exponential_lr, reference_warmup, render_size, step_ratio
+from .novel_views import novel_cameras
 from .outputs import render_views, write_turntable
 from .training import TrainingStage
 
@@ -52,7 +53,7 @@ class StaticStage(TrainingStage):
         self.target_mask = reference[..., 3:].to(device)  # [S, S, 1]
         camera = settings.camera
         self.reference_camera = reference_camera(size, size, camera.radius, camera.fovy, camera.elevation).to(device)
-        self.prior = build_prior(settings, NAME, image[None], camera, device, run.subject)
+        self.prior = build_prior(settings, NAME, image[None], camera, device, lambda: run.ground_truth)
         self.ref_warmup = reference_warmup_enabled(settings)
 
         torch.manual_seed(self.cfg.seed)  # densification splits sample from the global RNG
@@ -155,13 +156,14 @@ class StaticStage(TrainingStage):
         """`batch_size` random orbit views at this step's render size, each over black or white."""
         settings, camera = self.settings, self.settings.camera
         size = render_size(self.step, settings.iterations, settings.novel_view_sizes)
-        cameras, elevations, azimuths = sample_orbit_cameras(
-            settings.batch_size, self.generator, camera.elevation_range, camera.azimuth_range,
-            camera.radius, camera.fovy, size, size, reference_elevation=camera.elevation,
-        )  # fmt: skip
+        cameras, elevations, azimuths, picks = novel_cameras(
+            self.prior, settings.batch_size, size, self.generator, camera
+        )
         black = torch.rand(settings.batch_size, generator=self.generator) < settings.black_background_prob  # [B]
         backgrounds = (~black).float()[:, None].expand(-1, 3).to(self.device)  # [B, 3] white or black
-        return ViewBatch(cameras.to(self.device), elevations, azimuths, camera.radius, backgrounds=backgrounds)
+        return ViewBatch(
+            cameras.to(self.device), elevations, azimuths, camera.radius, backgrounds=backgrounds, view_indices=picks
+        )
 
     def _schedule_means_lr(self) -> None:
         """DreamGaussian's exponential decay of the position learning rate, lr.means -> lr.means_final."""

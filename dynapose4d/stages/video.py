@@ -3,7 +3,7 @@
 Sources (`video=<source>`):
   svd     Stable Video Diffusion animates the input image (DreamGaussian4D's recipe);
   file    the user's own clip (video-to-4D), read and framed before the run started;
-  oracle  the synthetic subject's ground-truth reference-view renders.
+  oracle  the ground-truth sample's driving video (its reference view at every frame).
 
 SVD's samples differ a lot from seed to seed, and DreamGaussian4D's authors pick one by eye.
 `video.candidates=K` generates the seeds s ... s+K-1 into video/candidates/seed_<s>/ (frames
