@@ -12,7 +12,7 @@ from .data.skeleton import JOINT_COUNT, SKELETONS
 from .priors import PRIORS
 from .render import BACKENDS
 from .run import BACKGROUNDS
-from .stages import dynamic, keypoints, static, video
+from .stages import dynamic, keypoints, motion_priors, static, video
 from .validation import (
     AnyOf,
     Boolean,
@@ -173,6 +173,8 @@ LOSS = {
     "kml": {"weight": WEIGHT, "mode": Choice(*dynamic.KML_MODES)},
     "scl": {"weight": WEIGHT},
     "sds": {"weight": WEIGHT},
+    **{prior: {"weight": WEIGHT} for prior in motion_priors.PRIORS},
+    "neighbours": COUNT,
 }
 
 # configs/experiment/synthetic.yaml sets `synthetic`: data/synthetic.py make_subject's arguments
@@ -220,20 +222,25 @@ NEEDS_GROUND_TRUTH = ("static.prior", "video.source", "keypoints.source", "dynam
 
 
 def combination_problems(cfg: DictConfig) -> list[str]:
-    """Settings valid alone but not together: `oracle` needs ground truth, and there is one input."""
+    """Settings valid alone but not together: `oracle` needs ground truth, there is one input, and
+    the plane priors need planes."""
 
     def value(key):
         return OmegaConf.select(cfg, key, throw_on_resolution_failure=False)
 
+    problems = []
+    plane_priors = [f"loss.{name}.weight" for name in motion_priors.PLANE_PRIORS if value(f"loss.{name}.weight")]
+    if plane_priors and value("deformation.name") != "hexplane":
+        problems.append(f"  {', '.join(plane_priors)} > 0: regularise the hexplane's planes, use deformation=hexplane")
     synthetic, sample = value("synthetic") is not None, value("sample") is not None
     if synthetic and sample:
-        return ["  sample and experiment=synthetic both give the ground truth: keep one"]
-    if sample and value("image") is not None:
-        return ["  image and sample both give the input image: a sample's input is its image.png"]
-    if synthetic or sample:
-        return []
-    return [
-        f"  {key}='oracle': needs ground truth: experiment=ground_truth sample=DIR, or experiment=synthetic"
-        for key in NEEDS_GROUND_TRUTH
-        if value(key) == "oracle"
-    ]
+        problems.append("  sample and experiment=synthetic both give the ground truth: keep one")
+    elif sample and value("image") is not None:
+        problems.append("  image and sample both give the input image: a sample's input is its image.png")
+    elif not (synthetic or sample):
+        problems += [
+            f"  {key}='oracle': needs ground truth: experiment=ground_truth sample=DIR, or experiment=synthetic"
+            for key in NEEDS_GROUND_TRUTH
+            if value(key) == "oracle"
+        ]
+    return problems

@@ -10,7 +10,7 @@ from dynapose4d.data.sample import load_sample, save_sample
 from dynapose4d.data.synthetic import JOINT_COUNT, TRAINING_AZIMUTHS, TRAINING_ELEVATIONS, build_sample, make_subject
 from dynapose4d.keypoints import project_points
 
-SUBJECTS = [("quadruped", "walk"), ("biped", "wave"), ("biped", "walk")]
+SUBJECTS = [("quadruped", "walk"), ("biped", "wave"), ("biped", "walk"), ("bird", "flap")]
 FRAMES = 8
 
 
@@ -57,7 +57,7 @@ def test_some_bone_turns_by_tens_of_degrees(subject):
 
 
 def test_motion_is_seen_from_the_reference_view_and_in_depth():
-    for kind in ("quadruped", "biped"):
+    for kind in ("quadruped", "biped", "bird"):
         joints = all_joints(make_subject(kind, num_frames=FRAMES, num_gaussians=100))
         spread = (joints.amax(0) - joints.amin(0)).amax(0)  # [3] largest per-joint range along x, y, z
         assert spread[0] > 0.08, kind  # image-plane motion in the reference view
@@ -66,7 +66,7 @@ def test_motion_is_seen_from_the_reference_view_and_in_depth():
 
 def test_subject_is_framed_like_a_real_input_and_stays_in_every_view():
     """Frame 0 fills most of the reference view, centred (real images fill 80%); the motion never leaves a view."""
-    for kind in ("quadruped", "biped"):
+    for kind in ("quadruped", "biped", "bird"):
         subject = make_subject(kind, num_frames=8, num_gaussians=3000)
         views = orbit_cameras(*torch.meshgrid(torch.tensor(TRAINING_ELEVATIONS), torch.arange(0.0, 360.0, 45.0),
                                               indexing="ij"), width=96, height=96)  # fmt: skip

@@ -4,8 +4,8 @@ import os
 
 import pytest
 import torch
-
 from conftest import compose_config
+
 from dynapose4d import threads
 from dynapose4d.validation import SettingsError, validate_settings
 

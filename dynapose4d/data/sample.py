@@ -32,7 +32,6 @@ colour; the images of one folder share one size, and image.png and driving/ are 
 """
 
 import json
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -196,7 +195,8 @@ def load_sample(directory) -> Sample:
     )
     if not sample.eval_views:
         raise SampleError(f"{directory / 'sample.json'}: eval_views is empty: a sample needs held-out views")
-    sample.eval_cameras(), sample.train_cameras()  # validates every VIEW spec
+    for cameras in (sample.eval_cameras, sample.train_cameras):
+        cameras()  # builds, and so validates, every VIEW spec
     return sample
 
 
@@ -287,6 +287,4 @@ def _load_views(folder: Path, views: int, frames: int) -> torch.Tensor:
 
 def orbit_view(elevation: float, azimuth: float) -> dict:
     """A VIEW spec of an orbit camera at the reference's radius and fovy."""
-    if not (math.isfinite(elevation) and math.isfinite(azimuth)):
-        raise ValueError("orbit angles must be finite")
     return {"elevation": float(elevation), "azimuth": float(azimuth)}

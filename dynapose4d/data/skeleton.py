@@ -17,6 +17,9 @@ Subjects (world: +y up, OpenCV reference camera on +z looking at the origin):
 - ``biped``: a humanoid facing the camera (+z). The wave raises the left arm (image
   right, +x) and swings the forearm about a tilted axis, so the hand moves sideways
   in the image and towards/away from the camera; the chest twists about +y.
+- ``bird``: wings spread across the body, turned 30 degrees from the camera; the flap sweeps
+  the wings up and down (mostly image-plane motion, with depth at the tips) in two beats.
+  Added as a held-out kind: no default was tuned on it.
 """
 
 import math
@@ -100,9 +103,28 @@ BIPED = SkeletonSpec(
     radii=(0.0, 0.08, 0.035, 0.06, 0.045, 0.033, 0.027, 0.045, 0.033, 0.027, 0.046, 0.034, 0.046, 0.034),
 )
 
+# Local frame of the bird: forward +x, up +y, its right wing along +z (as the quadruped's right side).
+BIRD = SkeletonSpec(
+    joint_names=(
+        "pelvis", "chest", "neck", "head", "beak", "tail",
+        "left_shoulder", "left_elbow", "left_wrist", "left_tip",
+        "right_shoulder", "right_elbow", "right_wrist", "right_tip",
+    ),
+    parents=(-1, 0, 1, 2, 3, 0, 1, 6, 7, 8, 1, 10, 11, 12),
+    rest=(
+        (-0.12, 0.0, 0.0), (0.08, 0.02, 0.0), (0.18, 0.10, 0.0), (0.24, 0.14, 0.0), (0.33, 0.12, 0.0),
+        (-0.30, 0.03, 0.0),
+        (0.06, 0.06, -0.07), (0.02, 0.08, -0.22), (0.0, 0.08, -0.36), (-0.06, 0.07, -0.50),
+        (0.06, 0.06, 0.07), (0.02, 0.08, 0.22), (0.0, 0.08, 0.36), (-0.06, 0.07, 0.50),
+    ),
+    radii=(0.0, 0.08, 0.035, 0.05, 0.018, 0.03, 0.03, 0.03, 0.025, 0.018, 0.03, 0.03, 0.025, 0.018),
+    # Forward +x lands on (sin 30, 0, cos 30): the head towards the camera, both wings in view.
+    yaw=30.0 - 90.0,
+)
+
 # fmt: on
 
-SKELETONS = {"quadruped": QUADRUPED, "biped": BIPED}
+SKELETONS = {"quadruped": QUADRUPED, "biped": BIPED, "bird": BIRD}
 
 X, Y, Z = (1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.0, 1.0)
 
@@ -158,12 +180,30 @@ def _biped_walk() -> tuple[tuple[Oscillator, ...], tuple[Bounce, ...]]:
     return tuple(rotations), (Bounce(Y, 0.012, harmonic=2),)
 
 
+def _bird_flap() -> tuple[tuple[Oscillator, ...], tuple[Bounce, ...]]:
+    """Two wingbeats per clip: the wings sweep up and down about the body's axis, the outer joints lagging
+    (a travelling wave along the wing), the body bobbing against them, the tail and head pitching."""
+    rotations = []
+    for side, sign in (("left", 1.0), ("right", -1.0)):  # about +x, positive lifts the left wing (-z)
+        rotations.append(Oscillator(f"{side}_shoulder", X, sign * 40.0, sign * 10.0, harmonic=2))
+        rotations.append(Oscillator(f"{side}_elbow", X, sign * 20.0, harmonic=2, shift=-0.6))
+        rotations.append(Oscillator(f"{side}_wrist", X, sign * 18.0, harmonic=2, shift=-1.2))
+        rotations.append(Oscillator(f"{side}_tip", Y, 12.0, harmonic=2, shift=-1.5))  # the tip sweeps back
+    rotations += [
+        Oscillator("tail", Z, 15.0, harmonic=2, shift=math.pi),
+        Oscillator("head", Y, 25.0),
+        Oscillator("neck", Z, 8.0, harmonic=2, shift=math.pi / 2),
+    ]
+    return tuple(rotations), (Bounce(Y, 0.03, harmonic=2, shift=math.pi),)
+
+
 MOTIONS = {
     ("quadruped", "walk"): _quadruped_walk,
     ("biped", "wave"): _biped_wave,
     ("biped", "walk"): _biped_walk,
+    ("bird", "flap"): _bird_flap,
 }
-DEFAULT_MOTIONS = {"quadruped": "walk", "biped": "wave"}
+DEFAULT_MOTIONS = {"quadruped": "walk", "biped": "wave", "bird": "flap"}
 
 
 def yaw_matrix(degrees: float) -> torch.Tensor:

@@ -54,6 +54,10 @@ class Deformation(torch.nn.Module):
         """[B, M, 3] points whose trajectories the spatio-temporal consistency loss (eq. 5) smooths."""
         raise NotImplementedError
 
+    def rest_points(self, means: torch.Tensor) -> torch.Tensor:
+        """[M, 3] the canonical positions of `motion_points` (the ARAP prior's rest pose)."""
+        raise NotImplementedError
+
     def param_groups(self, lr: float) -> list[dict]:
         """Adam parameter groups at base learning rate `lr`; fields whose parts need different rates override it."""
         return [{"params": list(self.parameters()), "lr": lr, "name": "deformation"}]

@@ -167,3 +167,14 @@ class HexPlaneDeformation(Deformation):
     def motion_points(self, means: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """The deformed Gaussian centres [B, N, 3]: the hexplane has no coarser motion carrier."""
         return means + self.position_head(self.trunk(self.features(means, t)))
+
+    def rest_points(self, means: torch.Tensor) -> torch.Tensor:
+        return means
+
+    def spatial_planes(self) -> list[torch.Tensor]:
+        """The xy, xz and yz planes of every scale, [1, F, H, W] each."""
+        return [self.planes[self.plane_name(s, a, b)] for s in self.multires for a, b in PLANE_AXES if b != 3]
+
+    def time_planes(self) -> list[torch.Tensor]:
+        """The xt, yt and zt planes of every scale, [1, F, Rt, W] each: time runs along dimension 2."""
+        return [self.planes[self.plane_name(s, a, b)] for s in self.multires for a, b in PLANE_AXES if b == 3]

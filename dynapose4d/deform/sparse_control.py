@@ -169,3 +169,7 @@ class SparseControlDeformation(Deformation):
     def motion_points(self, means: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """The control nodes at times `t`: [B, M, 3] = c + T(t); `means` is not needed."""
         return self.controls + self.control_motion(t)[1]
+
+    def rest_points(self, means: torch.Tensor) -> torch.Tensor:
+        """The canonical control nodes [M, 3]."""
+        return self.controls

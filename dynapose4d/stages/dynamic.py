@@ -5,8 +5,10 @@ times, renders them at the reference view (and at random novel views when a prio
 set) and minimises
 
     L = L_Ref (eq. 3) + w_kml L_KML (eq. 4) + w_scl L_SCL (eq. 5) + w_sds SDS    (PAL = KML + SCL)
+        + the motion priors enabled in `loss` (rigidity, isometry, ARAP, plane TV, time smoothness)
 
-where SDS conditions Zero123 on each view's driving frame (DreamGaussian4D).
+where SDS conditions Zero123 on each view's driving frame (DreamGaussian4D) and the motion
+priors (motion_priors.py) hold what the reference view cannot see: depth and stretch.
 
 Writes dynamic/{checkpoint.pt, renders/{reference,orbit}.mp4, frames/NNN.ply, DONE} and,
 with ground truth, held-out metrics at every frame.
@@ -35,6 +37,7 @@ from ..render import rasterize
 from ..run import Run
 from ..schedules import exponential_lr, reference_warmup, render_size, step_ratio
 from .keypoints import load_detector
+from .motion_priors import MotionPriors
 from .novel_views import novel_cameras
 from .outputs import ORBIT_ELEVATION, render_views
 from .training import TrainingStage
@@ -73,6 +76,7 @@ class DynamicStage(TrainingStage):
         torch.manual_seed(cfg.seed)
         self.deformation = build_deformation(cfg.deformation.name, cfg.deformation, canonical_means)
         self.deformation.to(device)
+        self.motion_priors = MotionPriors(cfg.loss, self.deformation, canonical_means)
         if cfg.loss.kml.weight > 0:  # without KML the keypoints stage may be skipped
             self._prepare_keypoint_match(scale)
         self.optimizer = torch.optim.Adam(self._param_groups())
@@ -151,15 +155,15 @@ class DynamicStage(TrainingStage):
         backgrounds = WHITE.to(self.device).expand(count, 3)  # [B * V, 3]
         return ViewBatch(cameras.to(self.device), elevations, azimuths, camera.radius, repeated, backgrounds, picks)
 
-    def render(self, frames: torch.Tensor, views: ViewBatch | None):
-        """Per frame, the reference view and (in a second call, at their own size) that frame's novel views.
+    def render(self, deformed: list[dict[str, torch.Tensor]], views: ViewBatch | None):
+        """Per deformed frame, the reference view and (in a second call, at their own size) that frame's novel views.
 
         Returns reference renders [B, S, S, 3] and alphas [B, S, S, 1], then the novel views'
         [B * V, s, s, 3] and [B * V, s, s, 1] (None without `views`).
         """
         per_view, backend = self.settings.views_per_frame, self.cfg.render.backend
         reference, novel = [], []
-        for index, gaussians in enumerate(self.deformed(frames)):
+        for index, gaussians in enumerate(deformed):
             reference.append(render_cameras(gaussians, self.camera, self.background[None], backend))
             if views is not None:
                 chosen = slice(index * per_view, (index + 1) * per_view)
@@ -174,7 +178,8 @@ class DynamicStage(TrainingStage):
         self._schedule_means_lr()
         frames = self.sample_frames()
         views = self.sample_views(frames) if self.prior is not None else None
-        renders, alphas, novel_renders, novel_alphas = self.render(frames, views)
+        deformed = self.deformed(frames)
+        renders, alphas, novel_renders, novel_alphas = self.render(deformed, views)
         zero = torch.zeros((), device=self.device)  # a disabled term
         self.reference_mse = F.mse_loss(renders.detach(), self.target_rgb[frames])  # for the log
         losses = {
@@ -184,10 +189,13 @@ class DynamicStage(TrainingStage):
             "kml": self._keypoint_match(frames, renders) if weights.kml.weight > 0 else zero,
             "scl": self._consistency(frames) if weights.scl.weight > 0 else zero,
         }
+        t = normalised_time(frames.float(), self.num_frames).to(self.device)
+        priors = self.motion_priors.terms(self.model.activated(), deformed, t)
+        losses.update(priors)
         warmup = reference_warmup(self.step, iterations, weights.ref.warmup)
         total = warmup * weights.ref.rgb * losses["ref"] + pose_alignment_loss(
             losses["kml"], losses["scl"], weights.kml.weight, weights.scl.weight
-        )
+        ) + self.motion_priors.total(priors)
         if views is not None:
             losses["sds"] = self.prior.loss(novel_renders, novel_alphas, views, step_ratio(self.step, iterations))
             total = total + weights.sds.weight * losses["sds"]
@@ -208,7 +216,7 @@ class DynamicStage(TrainingStage):
         """The reference render beside the driving frame at the first and last frame; with KML, the
         keypoints on both (driving: the keypoints stage's; render: the deformed model's)."""
         frames = torch.tensor([0, self.num_frames - 1])
-        renders, _, _, _ = self.render(frames, None)  # [2, S, S, 3]
+        renders, _, _, _ = self.render(self.deformed(frames), None)  # [2, S, S, 3]
         targets = self.target_rgb[frames]  # [2, S, S, 3]
         images = {
             f"reference/frame_{frame}_render_vs_driving": torch.cat([render, target], dim=1).cpu()
