@@ -10,10 +10,8 @@ median step and its ratio to Ref+PAL alone. The graphs are built in the construc
 import argparse
 import platform
 import shutil
-import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import torch
@@ -23,6 +21,7 @@ sys.path.insert(0, str(ROOT))
 
 from hydra import compose, initialize_config_dir  # noqa: E402
 from omegaconf import OmegaConf  # noqa: E402
+from timing import ratio_table, step_times  # noqa: E402
 
 from dynapose4d.run import Run  # noqa: E402
 from dynapose4d.stages.dynamic import DynamicStage  # noqa: E402
@@ -38,22 +37,16 @@ def settings(network: str) -> dict[str, list[str]]:
     return {"Ref+PAL": [], **each, "+all": [f"loss.{name}.weight=1" for name in priors]}
 
 
-def step_times(base: Path, overrides: list[str], steps: int) -> list[float]:
+def dynamic_step_times(base: Path, overrides: list[str], steps: int) -> list[float]:
     """Seconds of each timed training step of a dynamic stage on `base` with `overrides`."""
     recorded = OmegaConf.load(base / ".hydra" / "config.yaml")
     with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
         cfg = compose(config_name="train", overrides=["log.tensorboard=false", *overrides])
     for key in ("synthetic", "sample", "image_size", "elevation", "static", "video", "keypoints", "dynamic"):
         cfg[key] = recorded[key]  # the base's own data and stage settings
-    cfg.dynamic.iterations = WARMUP + steps
+    cfg.dynamic.iterations = WARMUP + steps  # the schedules' length
     stage = DynamicStage(Run(cfg, base, torch.device("cpu")))
-    times = []
-    for step in range(WARMUP + steps):
-        start = time.perf_counter()
-        stage.train_step()
-        if step >= WARMUP:
-            times.append(time.perf_counter() - start)
-    return times
+    return step_times(stage.train_step, steps, WARMUP)
 
 
 def main() -> None:
@@ -69,13 +62,9 @@ def main() -> None:
     times: dict[str, list[float]] = {}
     for _ in range(args.repeats):
         for name, overrides in settings(args.network).items():
-            times.setdefault(name, []).extend(step_times(work, [f"deformation={args.network}", *overrides], args.steps))
-    baseline = statistics.median(times["Ref+PAL"])
-    print(f"| {args.network} | dynamic step (median of {args.repeats} x {args.steps}) | vs Ref+PAL |")
-    print("|---|---|---|")
-    for name, values in times.items():
-        median = statistics.median(values)
-        print(f"| {name} | {median * 1000:.0f} ms | {median / baseline:.2f}x |")
+            overrides = [f"deformation={args.network}", *overrides]
+            times.setdefault(name, []).extend(dynamic_step_times(work, overrides, args.steps))
+    print(ratio_table(times, "Ref+PAL", args.network, f"dynamic step (median of {args.repeats} x {args.steps})"))
 
 
 if __name__ == "__main__":

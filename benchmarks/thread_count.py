@@ -30,6 +30,7 @@ def worker(threads: str, steps: int) -> None:
     sys.path.insert(0, str(ROOT / "tests"))
     import torch
     from conftest import compose_config
+    from timing import step_times
 
     from dynapose4d.pipeline import run
     from dynapose4d.run import Run
@@ -43,12 +44,7 @@ def worker(threads: str, steps: int) -> None:
         if threads != "default":
             set_threads(threads if threads == "auto" else int(threads))
         stage = StaticStage(Run(compose_config(base), Path(directory) / "run", torch.device("cpu")))
-        times = []
-        for step in range(WARMUP + steps):
-            start = time.perf_counter()
-            stage.train_step()
-            if step >= WARMUP:
-                times.append(time.perf_counter() - start)
+        times = step_times(stage.train_step, steps, WARMUP)
     print(json.dumps({"threads": torch.get_num_threads(), "step": statistics.median(times)}), flush=True)
 
 
