@@ -127,7 +127,7 @@ def test_novel_view_sds_conditioned_on_driving_frames_reaches_the_deformation(ti
     frames = torch.tensor([0, 1])
     views = trainer.sample_views(frames)
     assert views.frames.tolist() == [0, 0, 1, 1]
-    *_, novel_renders, novel_alphas = trainer.render(frames, views)
+    *_, novel_renders, novel_alphas = trainer.render(trainer.deformed(frames), views)
     assert novel_renders.shape == (4, 48, 48, 3)
     trainer.prior.loss(novel_renders, novel_alphas, views, step_ratio=0.5).backward()
     grads = [p.grad for p in trainer.deformation.parameters() if p.grad is not None]
