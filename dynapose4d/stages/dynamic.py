@@ -189,8 +189,10 @@ class DynamicStage(TrainingStage):
             "kml": self._keypoint_match(frames, renders) if weights.kml.weight > 0 else zero,
             "scl": self._consistency(frames) if weights.scl.weight > 0 else zero,
         }
-        t = normalised_time(frames.float(), self.num_frames).to(self.device)
-        priors = self.motion_priors.terms(self.model.activated(), deformed, t)
+        priors = {}
+        if self.motion_priors.weights:  # all off by default: no activation or stacking on the hot path
+            t = normalised_time(frames.float(), self.num_frames).to(self.device)
+            priors = self.motion_priors.terms(self.model.activated(), deformed, t)
         losses.update(priors)
         warmup = reference_warmup(self.step, iterations, weights.ref.warmup)
         total = warmup * weights.ref.rgb * losses["ref"] + pose_alignment_loss(

@@ -59,7 +59,8 @@ class MotionPriors:
         """Each enabled prior's value (unweighted) for this batch."""
         terms = {}
         rest = canonical["means"].detach()
-        means = torch.stack([gaussians["means"] for gaussians in deformed])  # [B, N, 3]
+        if "rigidity" in self.weights or "isometry" in self.weights:
+            means = torch.stack([gaussians["means"] for gaussians in deformed])  # [B, N, 3]
         if "rigidity" in self.weights:
             quats = torch.stack([gaussians["quats"] for gaussians in deformed])  # [B, N, 4]
             rotations = quat_to_matrix(quats) @ quat_to_matrix(canonical["quats"].detach()).transpose(-1, -2)
