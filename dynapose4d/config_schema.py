@@ -135,6 +135,7 @@ DYNAMIC = {
     "render_size": SIZE,
     "novel_view_sizes": SizeSchedule(),
     "optimize_gaussians": Boolean(),
+    "anchor_frame": Nullable(Integer(min=0)),
     "lr": {key: LR for key in ("deformation", "means", "means_final", "sh0", "opacities", "scales", "quats")},
     "prior": Choice(*PRIORS),
     "model": Nullable(MODEL),

@@ -18,6 +18,11 @@ def quat_multiply(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     )
 
 
+def quat_conjugate(q: torch.Tensor) -> torch.Tensor:
+    """The conjugate of [..., 4] wxyz quaternions: the inverse rotation of a unit one."""
+    return q * q.new_tensor([1.0, -1.0, -1.0, -1.0])
+
+
 def axis_angle_quat(axis: torch.Tensor, angle: torch.Tensor) -> torch.Tensor:
     """Quaternion [..., 4] of a rotation by `angle` (radians) about the unit `axis` [..., 3]."""
     half = 0.5 * angle[..., None]

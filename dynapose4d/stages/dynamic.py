@@ -24,7 +24,8 @@ from ..cameras import Cameras, orbit_cameras, reference_camera
 from ..checkpoint import load_checkpoint, non_finite
 from ..data.driving import draw_keypoints
 from ..data.image import WHITE, composite, resize_square
-from ..deform import build_deformation, normalised_time
+from ..deform import Deformation, build_deformation, normalised_time
+from ..deform.anchored import AnchoredDeformation
 from ..errors import DynaPoseError
 from ..eval.heldout import score_heldout
 from ..export import write_video
@@ -75,6 +76,8 @@ class DynamicStage(TrainingStage):
         # of which stages ran before in this process (a resumed run, a sweep, the ablation).
         torch.manual_seed(cfg.seed)
         self.deformation = build_deformation(cfg.deformation.name, cfg.deformation, canonical_means)
+        if self.settings.anchor_frame is not None:
+            self.deformation = self._anchored(self.deformation, self.settings.anchor_frame)
         self.deformation.to(device)
         self.motion_priors = MotionPriors(cfg.loss, self.deformation, canonical_means)
         if cfg.loss.kml.weight > 0:  # without KML the keypoints stage may be skipped
@@ -93,6 +96,11 @@ class DynamicStage(TrainingStage):
             {**static, "means": means[b], "quats": quats[b], "scales": torch.exp(log_scales[b])}
             for b in range(len(frames))
         ]
+
+    def _anchored(self, field: Deformation, frame: int) -> AnchoredDeformation:
+        if frame >= self.num_frames:
+            raise DynaPoseError(f"dynamic.anchor_frame={frame}, but the driving video has {self.num_frames} frames")
+        return AnchoredDeformation(field, normalised_time(torch.tensor(float(frame)), self.num_frames).item())
 
     def _prepare_keypoint_match(self, scale: float) -> None:
         """Driving keypoints at render size, and the lifted support points or the detector KML compares them to."""
