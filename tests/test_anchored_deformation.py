@@ -70,7 +70,7 @@ def test_gradients_reach_the_field_and_its_parts_stay_reachable(name):
     assert hasattr(anchored, "spatial_planes") == (name == "hexplane")  # the plane priors find the planes
 
 
-def test_the_stage_pins_frame_0_to_the_static_model(tiny_synthetic_config):
+def test_the_stage_pins_frame_0_to_the_static_model_and_refuses_an_anchor_past_the_clip(tiny_synthetic_config):
     config = tiny_synthetic_config("dynamic.anchor_frame=0")
     run_dir = run(config)
     stage = dynamic.DynamicStage(Run(config, run_dir, resolve_device("cpu")))
@@ -81,10 +81,6 @@ def test_the_stage_pins_frame_0_to_the_static_model(tiny_synthetic_config):
     assert torch.equal(first["means"], static["means"])
     assert not torch.equal(second["means"], static["means"])
 
-
-def test_an_anchor_past_the_clip_is_refused(tiny_synthetic_config):
-    config = tiny_synthetic_config("stages=[static,video,keypoints]")
-    run_dir = run(config)
     config.dynamic.anchor_frame = 2  # the tiny clip has frames 0 and 1
     with pytest.raises(DynaPoseError, match="anchor_frame=2, but the driving video has 2 frames"):
         dynamic.DynamicStage(Run(config, run_dir, resolve_device("cpu")))
