@@ -3,8 +3,9 @@ on hand-made numbers and re-run on any results.jsonl (`pal_ablation.py --summari
 
 A record is one finished run: {"sample", "kind", "seed", "network", "variant", the dynamic section of its
 metrics.json ("heldout_psnr", "heldout_psnr_object", ..., "per_frame", "frames"), "static_heldout_psnr",
-"static_heldout_psnr_object", "seconds"}. Runs of one network are paired by (sample, seed) for the Δ vs Ref,
-so every variant is compared with Ref trained from the same static model and driving video.
+"static_heldout_psnr_object", "seconds"}. Runs of one network are paired by (sample, seed) for the Δ vs the
+baseline variant (Ref unless told), so every variant is compared with the baseline trained from the same static
+model and driving video.
 """
 
 import json
@@ -13,13 +14,13 @@ import warnings
 from collections.abc import Iterable
 from pathlib import Path
 
-REFERENCE_VARIANT = "Ref"
+REFERENCE_VARIANT = "Ref"  # the default baseline of the Δ column
 MISSING = "–"  # a column with nothing to average
 Key = tuple[str, int, str, str]  # (sample, seed, network, variant): one run
 
 COLUMNS = [
-    "network", "variant", "held-out PSNR (dB)", "object-box PSNR (dB)", "Δ vs Ref (dB)", "reference PSNR (dB)",
-    "held-out SSIM", "held-out LPIPS", "static ceiling (dB)", "gap to ceiling (dB)", "runs",
+    "network", "variant", "held-out PSNR (dB)", "object-box PSNR (dB)", "Δ vs {baseline} (dB)",
+    "reference PSNR (dB)", "held-out SSIM", "held-out LPIPS", "static ceiling (dB)", "gap to ceiling (dB)", "runs",
 ]  # fmt: skip
 
 
@@ -69,15 +70,15 @@ def done_keys(records: Iterable[dict]) -> set[Key]:
     return {result_key(record) for record in records}
 
 
-def summary_rows(records: list[dict], by: str | None = None) -> list[dict]:
+def summary_rows(records: list[dict], by: str | None = None, baseline: str = REFERENCE_VARIANT) -> list[dict]:
     """One row per (group, network, variant): pooled over everything when `by` is None, else per value of
-    record[by] ("kind" or "sample"). Rows follow the order runs first appear in, Ref first."""
+    record[by] ("kind" or "sample"). Rows follow the order runs first appear in, `baseline` first."""
     rows = []
     for group, members in _groups(records, by).items():
         for network in _ordered(record["network"] for record in members):
             runs = [record for record in members if record["network"] == network]
-            reference = {_job(run): run for run in runs if run["variant"] == REFERENCE_VARIANT}
-            for variant in _variants(runs):
+            reference = {_job(run): run for run in runs if run["variant"] == baseline}
+            for variant in _variants(runs, baseline):
                 chosen = [record for record in runs if record["variant"] == variant]
                 rows.append({"group": group, "network": network, "variant": variant, **_statistics(chosen, reference)})
     return rows
@@ -89,9 +90,9 @@ def _groups(records: list[dict], by: str | None) -> dict[str, list[dict]]:
     return {value: [r for r in records if r[by] == value] for value in _ordered(r[by] for r in records)}
 
 
-def _variants(runs: list[dict]) -> list[str]:
+def _variants(runs: list[dict], baseline: str = REFERENCE_VARIANT) -> list[str]:
     order = _ordered(record["variant"] for record in runs)
-    return sorted(order, key=lambda variant: variant != REFERENCE_VARIANT)  # stable: Ref, then first seen
+    return sorted(order, key=lambda variant: variant != baseline)  # stable: the baseline, then first seen
 
 
 def _ordered(values: Iterable) -> list:
@@ -99,8 +100,8 @@ def _ordered(values: Iterable) -> list:
 
 
 def _statistics(runs: list[dict], reference: dict[tuple[str, int], dict]) -> dict:
-    """The numbers of one table row. Δ vs Ref uses only the runs whose Ref (same sample and seed) exists:
-    None when there is none, so a missing Ref never reads as a zero difference."""
+    """The numbers of one table row. The Δ uses only the runs whose baseline run (same sample and seed)
+    exists: None when there is none, so a missing baseline never reads as a zero difference."""
     heldout = [run["heldout_psnr"] for run in runs]
     ceiling = [run["static_heldout_psnr"] for run in runs]
     delta = [run["heldout_psnr"] - reference[_job(run)]["heldout_psnr"] for run in runs if _job(run) in reference]
@@ -108,7 +109,7 @@ def _statistics(runs: list[dict], reference: dict[tuple[str, int], dict]) -> dic
     return {
         "heldout_psnr": _mean_std(heldout),
         "heldout_psnr_object": _mean_std([run["heldout_psnr_object"] for run in runs]),
-        "delta_vs_ref": _mean_std(delta) if delta else None,
+        "delta": _mean_std(delta) if delta else None,
         "delta_pairs": len(delta),
         "reference_psnr": statistics.mean(run["reference_psnr"] for run in runs),
         "heldout_ssim": statistics.mean(run["heldout_ssim"] for run in runs),
@@ -133,9 +134,9 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
     return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
 
-def format_table(rows: list[dict], group_label: str | None = None) -> str:
+def format_table(rows: list[dict], group_label: str | None = None, baseline: str = REFERENCE_VARIANT) -> str:
     """A markdown table of summary_rows; `group_label` adds a first column naming each row's group."""
-    header = ([group_label] if group_label else []) + COLUMNS
+    header = ([group_label] if group_label else []) + [column.format(baseline=baseline) for column in COLUMNS]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in rows:
         cells = ([row["group"]] if group_label else []) + _cells(row)
@@ -165,19 +166,19 @@ def _plus_minus(mean_std: tuple[float, float], sign: str = "") -> str:
 
 
 def _delta(row: dict) -> str:
-    """Δ vs Ref, saying how many runs it covers when some had no Ref to pair with."""
-    if row["delta_vs_ref"] is None:
+    """Δ vs the baseline, saying how many runs it covers when some had no baseline run to pair with."""
+    if row["delta"] is None:
         return MISSING
-    text = _plus_minus(row["delta_vs_ref"], sign="+")
+    text = _plus_minus(row["delta"], sign="+")
     return text if row["delta_pairs"] == row["runs"] else f"{text} ({row['delta_pairs']} paired)"
 
 
-def summary_markdown(records: list[dict]) -> str:
+def summary_markdown(records: list[dict], baseline: str = REFERENCE_VARIANT) -> str:
     """table.md: pooled, then per kind, then per sample."""
     return "\n".join([
-        "## Pooled over samples and seeds", "", format_table(summary_rows(records)), "",
-        "## Per kind", "", format_table(summary_rows(records, by="kind"), "kind"), "",
-        "## Per sample", "", format_table(summary_rows(records, by="sample"), "sample"), "",
+        "## Pooled over samples and seeds", "", format_table(summary_rows(records, None, baseline), None, baseline),
+        "", "## Per kind", "", format_table(summary_rows(records, "kind", baseline), "kind", baseline),
+        "", "## Per sample", "", format_table(summary_rows(records, "sample", baseline), "sample", baseline), "",
     ])  # fmt: skip
 
 
@@ -191,7 +192,7 @@ def mean_curve(runs: list[dict]) -> tuple[list[int], list[float]]:
     return frames, [statistics.mean(by_frame[frame]) for frame in frames]
 
 
-def plot_psnr_over_frames(records: list[dict], path: Path) -> None:
+def plot_psnr_over_frames(records: list[dict], path: Path, baseline: str = REFERENCE_VARIANT) -> None:
     """One subplot per network, one curve per variant: where in the motion each variant gains or loses."""
     import matplotlib
 
@@ -202,7 +203,7 @@ def plot_psnr_over_frames(records: list[dict], path: Path) -> None:
     figure, axes = plt.subplots(1, len(networks), figsize=(6 * len(networks), 4), squeeze=False)
     for axis, network in zip(axes[0], networks):
         runs = [record for record in records if record["network"] == network]
-        for variant in _variants(runs):
+        for variant in _variants(runs, baseline):
             frames, psnr = mean_curve([run for run in runs if run["variant"] == variant])
             axis.plot(frames, psnr, marker="o", markersize=3, label=variant)
         axis.set(title=f"{network}: held-out PSNR per frame (mean over runs)", xlabel="frame", ylabel="PSNR (dB)")
@@ -213,9 +214,9 @@ def plot_psnr_over_frames(records: list[dict], path: Path) -> None:
     plt.close(figure)
 
 
-def write_summary(records: list[dict], out: Path) -> str:
+def write_summary(records: list[dict], out: Path, baseline: str = REFERENCE_VARIANT) -> str:
     """Write <out>/table.md and <out>/psnr_over_frames.png; return the table's text."""
-    table = summary_markdown(records)
+    table = summary_markdown(records, baseline)
     (out / "table.md").write_text(table)
-    plot_psnr_over_frames(records, out / "psnr_over_frames.png")
+    plot_psnr_over_frames(records, out / "psnr_over_frames.png", baseline)
     return table

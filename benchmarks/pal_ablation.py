@@ -268,6 +268,7 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.ArgumentParser, argpars
     parser.add_argument("--override", nargs="*", default=[], help="extra Hydra overrides for every run")
     parser.add_argument("--out", type=Path, default=Path("outputs/pal_ablation"))
     parser.add_argument("--summarise-only", action="store_true", help="summarise <out>/results.jsonl, train nothing")
+    parser.add_argument("--baseline", default="Ref", help="the variant the Δ column compares with (default: Ref)")
     return parser, parser.parse_args(argv)
 
 
@@ -305,7 +306,7 @@ def main(argv: list[str] | None = None) -> None:
     records = read_results(args.out / RESULTS)
     if not records:
         raise SystemExit(f"no results in {args.out / RESULTS} to summarise")
-    print(write_summary(records, args.out))
+    print(write_summary(records, args.out, args.baseline))
 
 
 if __name__ == "__main__":

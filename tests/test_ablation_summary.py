@@ -65,26 +65,34 @@ def test_pooled_rows_pair_delta_by_sample_and_seed():
     pal = row(rows, "hexplane", "Ref+PAL")
     assert pal["heldout_psnr"] == pytest.approx((25.0, 21**0.5))  # 21, 24, 30: mean 25, stdev sqrt(21)
     assert pal["heldout_psnr_object"][0] == pytest.approx(23.0)
-    assert pal["delta_vs_ref"] == pytest.approx((1.5, 0.5**0.5))  # +1, +2: biped-0 has no Ref and is left out
+    assert pal["delta"] == pytest.approx((1.5, 0.5**0.5))  # +1, +2: biped-0 has no Ref and is left out
     assert (pal["delta_pairs"], pal["runs"]) == (2, 3)
     assert pal["heldout_lpips"] == pytest.approx(0.2)  # 0.1 and 0.3; the string is ignored
     assert pal["static_heldout_psnr"] == pytest.approx(95 / 3)  # 30, 30, 35
     assert pal["gap_to_ceiling"] == pytest.approx(20 / 3)  # 9, 6, 5
     assert pal["reference_psnr"] == pytest.approx(35.0)
-    assert row(rows, "hexplane", "Ref")["delta_vs_ref"] == (0.0, 0.0)
+    assert row(rows, "hexplane", "Ref")["delta"] == (0.0, 0.0)
     sparse = row(rows, "sparse_control", "Ref+PAL")
-    assert sparse["delta_vs_ref"] is None and sparse["heldout_lpips"] is None
+    assert sparse["delta"] is None and sparse["heldout_lpips"] is None
     assert [(r["network"], r["variant"]) for r in rows] == [
         ("hexplane", "Ref"), ("hexplane", "Ref+PAL"), ("sparse_control", "Ref+PAL")]  # fmt: skip
 
 
 def test_per_kind_and_per_sample_rows():
     by_kind = summary_rows(fake_results(), by="kind")
-    assert row(by_kind, "hexplane", "Ref+PAL", "quadruped")["delta_vs_ref"] == pytest.approx((1.5, 0.5**0.5))
-    assert row(by_kind, "hexplane", "Ref+PAL", "biped")["delta_vs_ref"] is None
+    assert row(by_kind, "hexplane", "Ref+PAL", "quadruped")["delta"] == pytest.approx((1.5, 0.5**0.5))
+    assert row(by_kind, "hexplane", "Ref+PAL", "biped")["delta"] is None
     by_sample = summary_rows(fake_results(), by="sample")
-    assert row(by_sample, "hexplane", "Ref+PAL", "quadruped-1")["delta_vs_ref"] == (2.0, 0.0)
+    assert row(by_sample, "hexplane", "Ref+PAL", "quadruped-1")["delta"] == (2.0, 0.0)
     assert {r["group"] for r in by_sample} == {"quadruped-0", "quadruped-1", "biped-0"}
+
+
+def test_another_baseline_pairs_with_its_own_runs_and_leads_the_rows():
+    rows = summary_rows(fake_results(), baseline="Ref+PAL")
+    ref = row(rows, "hexplane", "Ref")
+    assert ref["delta"] == pytest.approx((-1.5, 0.5**0.5))  # quadruped-0: 20 - 21, quadruped-1: 22 - 24
+    assert [r["variant"] for r in rows if r["network"] == "hexplane"] == ["Ref+PAL", "Ref"]
+    assert "| Δ vs Ref+PAL (dB) |" in summary_markdown(fake_results(), baseline="Ref+PAL")
 
 
 def test_markdown_table_shows_means_deltas_and_dashes():
