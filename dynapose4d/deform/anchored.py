@@ -10,9 +10,9 @@ anchor time t0,
     means'(t) = means + (m(t) - m(t0)),   log_scales'(t) = log_scales + (s(t) - s(t0)),
     quats'(t) = q(t) conj(q(t0)) quats,
 
-makes the field exactly the identity at t0 whatever it learns. Both fields rotate a
-Gaussian as q(t) = r(t) quats, so q(t) conj(q(t0)) = r(t) conj(r(t0)), the rotation from
-the anchor pose to time t.
+makes the field the identity at t0 whatever it learns (centres and scales exactly, rotations
+to rounding). Both fields rotate a Gaussian as q(t) = r(t) quats, so q(t) conj(q(t0)) =
+r(t) conj(r(t0)), the rotation from the anchor pose to time t.
 """
 
 import torch
