@@ -71,7 +71,7 @@ def test_gradients_reach_the_field_and_its_parts_stay_reachable(name):
 
 
 def test_the_stage_pins_frame_0_to_the_static_model_and_refuses_an_anchor_past_the_clip(tiny_synthetic_config):
-    config = tiny_synthetic_config("dynamic.anchor_frame=0")
+    config = tiny_synthetic_config("dynamic.anchor_frame=0", "dynamic.optimize_gaussians=true")
     run_dir = run(config)
     stage = dynamic.DynamicStage(Run(config, run_dir, resolve_device("cpu")))
     stage.load_state_dict(load_checkpoint(run_dir / "dynamic" / "checkpoint.pt"))  # phi and the Gaussians trained
