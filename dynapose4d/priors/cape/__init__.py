@@ -7,8 +7,9 @@ mmcv/mmpose needed.
 
     model = load_cape_checkpoint(path)                       # or build_cape("small") for random weights
     size = model.input_size                                  # 256 (Small/Tiny) or 224 (Base)
+    # Support heatmaps are 64x64 for every variant (model.heatmap_size): stride 4, Base 3.5.
     support, frame = resize_pad(support_rgb, size)           # [3, size, size], PadResize
-    heatmaps, kept = support_heatmaps(frame.to_network(points), visible, size=size)
+    heatmaps, kept = support_heatmaps(frame.to_network(points), visible, size=size, heatmap_size=model.heatmap_size)
     state = model.encode_support(support[None], heatmaps[None], kept[None], skeleton)
     queries, query_frame = resize_pad(frames_rgb, size)      # [B, 3, size, size]
     keypoints = query_frame.to_image(model.predict(queries, state) * size)  # [B, K, 2] pixels
@@ -26,7 +27,7 @@ from .model import (
     load_cape_checkpoint,
     variant_of,
 )
-from .preprocess import HEATMAP_SIZE, NETWORK_SIZE, PadResize, resize_pad, support_heatmaps
+from .preprocess import HEATMAP_SIZE, NETWORK_SIZE, PadResize, heatmap_centres, resize_pad, support_heatmaps
 from .transformer import adjacency_from_skeleton
 
 __all__ = [
@@ -42,6 +43,7 @@ __all__ = [
     "adjacency_from_skeleton",
     "build_cape",
     "cape_from_state_dict",
+    "heatmap_centres",
     "load_cape_checkpoint",
     "resize_pad",
     "support_heatmaps",

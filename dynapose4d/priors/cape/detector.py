@@ -23,11 +23,13 @@ class CapeDetector:
         self.model = model.eval().requires_grad_(False)
         self.num_keypoints = len(support_points)
         parameter = next(model.parameters())
-        # Each variant has its own input side (Small/Tiny 256, Base 224); support and queries use it.
+        # Each variant has its own input side (Small/Tiny 256, Base 224); support and queries use it. The
+        # heatmap grid is 64 for all, so the stride (size / 64) is the variant's too: 4, Base 3.5.
         self.size = model.input_size
         image, frame = resize_pad(support_image.permute(2, 0, 1).to(parameter), self.size)
         points = frame.to_network(support_points.to(parameter))  # [N, 2]
-        heatmaps, kept = support_heatmaps(points, torch.ones_like(points[:, 0]), size=self.size)  # [N, M, M], [N]
+        visible = torch.ones_like(points[:, 0])  # [N]
+        heatmaps, kept = support_heatmaps(points, visible, size=self.size, heatmap_size=model.heatmap_size)  # [N, M, M]
         with torch.no_grad():
             self.support = model.encode_support(image[None], heatmaps[None], kept[None], skeleton)
 

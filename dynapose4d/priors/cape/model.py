@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ...errors import DynaPoseError, first_line
+from .preprocess import HEATMAP_SIZE
 from .swin_v2 import SwinConfig, SwinTransformerV2
 from .transformer import KeypointTransformer, OffsetMLP, adjacency_from_skeleton, grid_position_encoding
 
@@ -26,11 +27,19 @@ from .transformer import KeypointTransformer, OffsetMLP, adjacency_from_skeleton
 class CapeVariant:
     backbone: SwinConfig
     ffn_dim: int  # the keypoint transformer's feed-forward width
+    # The support heatmap grid the tokens are pooled on: `data_cfg.heatmap_size` of the official configs,
+    # 64 for all of them, whatever the input side.
+    heatmap_size: int = HEATMAP_SIZE
 
     @property
     def input_size(self) -> int:
         """The side of the square network input, in pixels."""
         return self.backbone.image_size
+
+    @property
+    def heatmap_stride(self) -> float:
+        """Network pixels per support heatmap cell: 4 for Small/Tiny (256 / 64), 3.5 for Base (224 / 64)."""
+        return self.input_size / self.heatmap_size
 
 
 # Tiny and Small differ only in the number of stage-2 blocks; Base is the pre-February-2024 configuration.
@@ -78,9 +87,9 @@ class SupportState:
 
 @dataclass
 class CapePrediction:
-    layers: Tensor  # [L, B, K, 2] (x, y) in [0, 1] over the 256x256 query, one set per decoder layer; [-1] is final
+    layers: Tensor  # [L, B, K, 2] (x, y) in [0, 1] over the S x S query, one set per decoder layer; [-1] is final
     proposals: Tensor  # [B, K, 2] global soft-argmax proposals (the official output's `points[0]`)
-    similarity: Tensor  # [B, K, 16, 16] support-token / query-cell similarity logits
+    similarity: Tensor  # [B, K, h, h] support-token / query-cell similarity logits (h = S / 16: 16, Base 14)
 
 
 class CapeHead(nn.Module):
@@ -94,12 +103,13 @@ class CapeHead(nn.Module):
         self.transformer = KeypointTransformer(dim, num_heads=8, ffn_dim=ffn_dim, num_layers=num_layers)
 
     def support_tokens(self, features: Tensor, heatmaps: Tensor, visible: Tensor) -> Tensor:
-        """features [S, C, h, h], heatmaps [S, K, H, H], visible [S, K] (0/1) -> tokens [S, K, 256].
+        """features [S, C, h, h], heatmaps [S, K, M, M], visible [S, K] (0/1) -> tokens [S, K, 256].
 
-        Each token is the heatmap-weighted average of the support features, upsampled to heatmap size.
+        Each token is the heatmap-weighted average of the support features, resized (bilinear, as the
+        official head) from h = input side / 16 to the heatmap's grid M, so a token pools where its heatmap lies.
         """
         features = F.interpolate(features, size=heatmaps.shape[-2:], mode="bilinear", align_corners=False)
-        weights = heatmaps / (heatmaps.sum(dim=(-2, -1), keepdim=True) + 1e-8)  # [S, K, H, H]
+        weights = heatmaps / (heatmaps.sum(dim=(-2, -1), keepdim=True) + 1e-8)  # [S, K, M, M]
         tokens = weights.flatten(2) @ features.flatten(2).transpose(1, 2)  # [S, K, C]
         return self.query_proj(tokens * visible[..., None])
 
@@ -138,13 +148,23 @@ class CapeModel(nn.Module):
     def input_size(self) -> int:
         return self.variant.input_size
 
+    @property
+    def heatmap_size(self) -> int:
+        """The side of the support heatmaps `encode_support` takes (`preprocess.support_heatmaps`)."""
+        return self.variant.heatmap_size
+
     def encode_support(
         self, support: Tensor, heatmaps: Tensor, visible: Tensor, skeleton: list[tuple[int, int]]
     ) -> SupportState:
-        """support [S, 3, S', S'], heatmaps [S, K, S'/4, S'/4] (`preprocess.support_heatmaps`), visible [S, K] 0/1,
-        skeleton: 0-based keypoint pairs shared by the batch."""
+        """support [S, 3, S', S'], heatmaps [S, K, M, M] with M = `heatmap_size` (`preprocess.support_heatmaps`
+        at this model's `input_size` and `heatmap_size`), visible [S, K] 0/1, skeleton: 0-based keypoint pairs
+        shared by the batch."""
         if heatmaps.shape[:2] != visible.shape or heatmaps.shape[0] != support.shape[0]:
             raise ValueError(f"support {support.shape}, heatmaps {heatmaps.shape}, visible {visible.shape} disagree")
+        grid = self.heatmap_size
+        if heatmaps.shape[-2:] != (grid, grid):
+            # Any grid would pool, but the weights were trained on this one: another footprint is a silent bias.
+            raise ValueError(f"support heatmaps are {tuple(heatmaps.shape[-2:])}, this model pools on {grid}x{grid}")
         ignored = visible == 0  # [S, K]
         decoder_ignored = ignored.clone()
         decoder_ignored[ignored.all(dim=-1), 0] = False
