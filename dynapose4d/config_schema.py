@@ -207,6 +207,7 @@ TRAIN = {
     "weights_dir": Nullable(PATH),
     "log": {"tensorboard": Boolean(), "images_every": Integer(min=0)},
     "viewer": Boolean(),
+    "viewer_host": Text("an address to listen on (127.0.0.1, 0.0.0.0)"),
     "viewer_port": Integer(min=0, max=65535),  # 0: any free port (printed)
     "viewer_every": COUNT,
     "static": STATIC,

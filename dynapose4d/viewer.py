@@ -4,8 +4,15 @@ viser draws the splats with WebGL in the browser, so the server needs no GPU and
 SSH port forwarding. The scene: the dynamic stage's per-frame Gaussians (dynamic/frames/*.ply),
 the static model (static/model.ply), the reference camera showing the driving frame (with the
 keypoints and skeleton when toggled on) and the held-out cameras of the ground truth, as frusta.
+The browser opens at the reference view, so its first picture is the input image's.
+
+The server listens on 127.0.0.1 unless told otherwise, as TensorBoard and Jupyter do: on a
+shared machine anyone who reaches the port could open the run.
 """
 
+import ipaddress
+import logging
+import math
 import threading
 import time
 from dataclasses import dataclass
@@ -14,16 +21,20 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .cameras import REFERENCE_FOVY, REFERENCE_RADIUS, Cameras, orbit_position, reference_camera
+from .cameras import REFERENCE_FOVY, REFERENCE_RADIUS, Cameras, reference_camera
 from .errors import DynaPoseError
 from .export import to_uint8
 from .gaussians import GaussianModel
 from .render.projection import quat_scale_to_covar
 
+log = logging.getLogger(__name__)
+
+DEFAULT_HOST = "127.0.0.1"  # only this machine: others forward the port over SSH
 MAX_FPS = 30
-INITIAL_DISTANCE = 1.3  # the browser's first view: this many times the reference camera's distance,
-INITIAL_ELEVATION, INITIAL_AZIMUTH = 20.0, 35.0  # degrees, from this direction
-FRUSTUM_SCALE = 0.15  # world units
+FRUSTUM_DEPTH = 0.08  # a frustum's depth, times the reference camera's distance: small beside the object
+# The browser's near plane, times that distance: just past the reference frustum, whose apex is
+# the browser's first eye, so its lines and image of the driving frame do not cover the object there.
+NEAR = 1.1 * FRUSTUM_DEPTH
 
 
 @dataclass
@@ -56,9 +67,34 @@ class Frustum:
 
 
 @dataclass
+class View:
+    """A browser camera in world coordinates, as viser's initial camera takes it."""
+
+    position: np.ndarray  # [3]
+    look_at: np.ndarray  # [3], also the point the browser orbits about
+    up: np.ndarray  # [3]
+    fovy: float  # radians
+
+    @classmethod
+    def of(cls, camera: Cameras) -> "View":
+        """The view of an orbit camera (cameras.py): it looks at the origin, with world +y up in its image.
+
+        The origin rather than the Gaussians' bounding-box centre: the reference image shows the object
+        as seen looking at the origin (the input is recentred there), and a few floaters would move a box.
+        """
+        position = torch.linalg.inv(camera.viewmats[0])[:3, 3].double().numpy()
+        return cls(position, np.zeros(3), np.array([0.0, 1.0, 0.0]), _fovy(camera))
+
+    @property
+    def distance(self) -> float:
+        return float(np.linalg.norm(self.position - self.look_at))
+
+
+@dataclass
 class RunScene:
     frames: list[Splats]  # the dynamic stage's, one per driving frame; [] before it finished
     static: Splats | None
+    view: View  # the reference camera's: where the browser starts
     frustums: list[Frustum]  # the reference view first
     overlays: dict[str, np.ndarray]  # "plain" | "points" | "skeleton" -> driving frames [T, H, W, 3] uint8
     fps: float
@@ -81,9 +117,8 @@ def load_run_scene(run_dir: Path) -> RunScene:
     static = Splats.of(GaussianModel.load_ply(static_ply).activated()) if static_ply.exists() else None
     if not frames and static is None:
         raise DynaPoseError(f"{run_dir} holds no model yet: neither dynamic/frames/*.ply nor static/model.ply")
-    camera = OmegaConf.select(config, "static.camera", default={})
-    radius, fovy = camera.get("radius", REFERENCE_RADIUS), camera.get("fovy", REFERENCE_FOVY)
-    frustums = [_frustum("reference", reference_camera(1, 1, radius, fovy, camera.get("elevation", 0.0)))]
+    reference = _reference_camera(OmegaConf.select(config, "static.camera", default={}))
+    frustums = [_frustum("reference", reference)]
     if run.ground_truth is not None:  # its held-out cameras
         cameras = run.ground_truth.eval_cameras()
         frustums += [_frustum(f"heldout_{index}", cameras[index]) for index in range(len(cameras))]
@@ -95,19 +130,29 @@ def load_run_scene(run_dir: Path) -> RunScene:
             support, keypoints, visibility = run.keypoints()
             overlays["points"] = to_uint8(draw_keypoints(driving, keypoints, [], visibility))
             overlays["skeleton"] = to_uint8(draw_keypoints(driving, keypoints, support.skeleton, visibility))
-    return RunScene(frames, static, frustums, overlays, float(OmegaConf.select(config, "video.fps", default=8)))
+    fps = float(OmegaConf.select(config, "video.fps", default=8))
+    return RunScene(frames, static, View.of(reference), frustums, overlays, fps)
 
 
 def live_scene(frames: list[Splats], camera: dict, fps: float) -> RunScene:
     """What the live viewer of a training stage shows: its current model and the reference camera."""
-    radius, fovy, elevation = camera["radius"], camera["fovy"], camera["elevation"]
-    return RunScene(frames, None, [_frustum("reference", reference_camera(1, 1, radius, fovy, elevation))], {}, fps)
+    reference = _reference_camera(camera)
+    return RunScene(frames, None, View.of(reference), [_frustum("reference", reference)], {}, fps)
+
+
+def _reference_camera(camera) -> Cameras:
+    """The reference view of a `static.camera` config, square as the input image; a missing key is the default."""
+    radius, fovy = camera.get("radius", REFERENCE_RADIUS), camera.get("fovy", REFERENCE_FOVY)
+    return reference_camera(1, 1, radius, fovy, camera.get("elevation", 0.0))
 
 
 def _frustum(name: str, camera: Cameras) -> Frustum:
-    K = camera.Ks[0]
-    fovy = 2 * float(torch.atan(camera.height / (2 * K[1, 1])))
-    return Frustum(name, torch.linalg.inv(camera.viewmats[0]).numpy(), fovy, camera.width / camera.height)
+    return Frustum(name, torch.linalg.inv(camera.viewmats[0]).numpy(), _fovy(camera), camera.width / camera.height)
+
+
+def _fovy(camera: Cameras) -> float:
+    """The vertical field of view of a batch's first camera, in radians (viser's `fov`)."""
+    return 2 * float(torch.atan(camera.height / (2 * camera.Ks[0, 1, 1])))
 
 
 class RunViewer:
@@ -118,12 +163,7 @@ class RunViewer:
 
         self.server, self.scene = server, scene
         server.scene.set_up_direction("+y")
-        # The first view: from the front-right and a little above, so the model and the cameras both show.
-        distance = INITIAL_DISTANCE * float(np.linalg.norm(scene.frustums[0].camera_to_world[:3, 3]))
-        position = orbit_position(INITIAL_ELEVATION, INITIAL_AZIMUTH, distance)
-        server.initial_camera.position = tuple(float(x) for x in position)
-        server.initial_camera.look_at, server.initial_camera.up = (0.0, 0.0, 0.0), (0.0, 1.0, 0.0)
-        server.initial_camera.fov = scene.frustums[0].fovy  # the training cameras' field of view
+        self._start_at(scene.view)
         self.frames = [
             self._add_splats(f"/frames/{t:03d}", splats, visible=t == 0) for t, splats in enumerate(scene.frames)
         ]
@@ -132,7 +172,8 @@ class RunViewer:
         for frustum in scene.frustums:
             pose = transforms.SE3.from_matrix(frustum.camera_to_world)
             self.frustums.append(server.scene.add_camera_frustum(
-                f"/cameras/{frustum.name}", fov=frustum.fovy, aspect=frustum.aspect, scale=FRUSTUM_SCALE,
+                f"/cameras/{frustum.name}", fov=frustum.fovy, aspect=frustum.aspect,
+                scale=viser_frustum_scale(FRUSTUM_DEPTH * scene.view.distance, frustum.fovy, frustum.aspect),
                 wxyz=pose.rotation().wxyz, position=pose.translation(),
                 color=(200, 60, 40) if frustum.name == "reference" else (60, 60, 200),
             ))  # fmt: skip
@@ -148,6 +189,13 @@ class RunViewer:
         for handle in (self.time, self.show_static, self.show_cameras, self.show_keypoints, self.show_skeleton):
             handle.on_update(lambda _: self.refresh())
         self.refresh()
+
+    def _start_at(self, view: View) -> None:
+        """Where every browser that connects (and its Reset View) starts; viser keeps it for later clients."""
+        initial = self.server.initial_camera
+        initial.position, initial.look_at, initial.up = view.position, view.look_at, view.up
+        initial.fov = view.fovy
+        initial.near = NEAR * view.distance
 
     def _add_splats(self, name: str, splats: Splats, visible: bool):
         return self.server.scene.add_gaussian_splats(
@@ -188,16 +236,44 @@ class RunViewer:
             time.sleep(1.0 / float(self.fps.value))
 
 
-def serve(run_dir: Path, host: str = "0.0.0.0", port: int = 8080):
+def serve(run_dir: Path, host: str = DEFAULT_HOST, port: int = 8080):
     """A viser server showing the run, its viewer, and a daemon thread playing it; returns (server, viewer)."""
     return serve_scene(load_run_scene(run_dir), host, port)
 
 
-def serve_scene(scene: RunScene, host: str = "0.0.0.0", port: int = 8080):
-    """A viser server showing `scene`, its viewer, and a daemon thread playing it; returns (server, viewer)."""
+def serve_scene(scene: RunScene, host: str = DEFAULT_HOST, port: int = 8080):
+    """A viser server showing `scene`, its viewer, and a daemon thread playing it; returns (server, viewer).
+
+    A host other machines can reach (0.0.0.0: every interface) is served too, with one warning line.
+    """
     import viser
 
     server = viser.ViserServer(host=host, port=port, verbose=False)
+    if not is_loopback(host):
+        log.warning(
+            "the viewer listens on %s: anyone who can reach this machine on port %d can open the run",
+            host, server.get_port(),
+        )  # fmt: skip
     viewer = RunViewer(server, scene)
     threading.Thread(target=viewer.play_forever, daemon=True).start()
     return server, viewer
+
+
+def viser_frustum_scale(depth: float, fovy: float, aspect: float) -> float:
+    """viser's `scale` of a frustum `depth` deep: viser keeps a frustum's volume, not its depth, at `scale`.
+
+    Its client (client/src/CameraFrustumVariants.tsx) divides the frustum's half-extents
+    tan(fovy / 2) * aspect, tan(fovy / 2) and depth 1 by the cube root of their product / 3.
+    """
+    half_height = math.tan(fovy / 2)
+    return depth * (half_height * half_height * aspect / 3) ** (1 / 3)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether only this machine can connect to `host`: localhost, 127.0.0.0/8 or ::1."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # another host name: it may resolve to an address others reach
+        return False

@@ -2,7 +2,7 @@
 
 After every step: the losses and diagnostics into TensorBoard and losses.csv, images every
 `log.images_every` steps, and with `viewer=true` the current model in the live web viewer
-every `viewer_every` steps (port `viewer_port`).
+every `viewer_every` steps (on `viewer_host`:`viewer_port`; 127.0.0.1, this machine only, by default).
 """
 
 import logging
@@ -22,7 +22,7 @@ class Monitor:
             from ..viewer import live_scene, serve_scene
 
             scene = live_scene(stage.live_splats(), cfg.static.camera, cfg.video.fps)
-            self.server, self.viewer = serve_scene(scene, port=cfg.viewer_port)
+            self.server, self.viewer = serve_scene(scene, cfg.viewer_host, cfg.viewer_port)
             log.info("%s: live viewer at http://localhost:%d", stage.name, self.server.get_port())
 
     def after_step(self, values: dict[str, float]) -> None:
