@@ -15,7 +15,7 @@ import torch
 from omegaconf import DictConfig
 
 from .checkpoint import is_done, mark_done, missing_outputs, unmark_done
-from .data.inputs import adopt_ground_truth, ground_truth_problems, read_inputs, write_inputs
+from .data.inputs import adopt_ground_truth, ground_truth_problems, read_inputs, rembg_need, write_inputs
 from .errors import DynaPoseError
 from .run import SUPERSEDED, Run
 from .run_dir import attach_log_file, hold_run_lock, make_run_dir, record_config, resolve_run_dir
@@ -38,16 +38,18 @@ def stage_modules() -> dict:
     return {"static": static, "video": video, "keypoints": keypoints, "dynamic": dynamic}
 
 
-def check_stages(cfg: DictConfig, run_dir: Path, stages, redo: list[str]) -> None:
-    """Fail before any training when a stage still to run lacks its weights.
+def check_stages(cfg: DictConfig, run_dir: Path, stages, redo: list[str], cut_out: str | None = None) -> None:
+    """Fail before any training when a stage still to run lacks its weights, or rembg its model.
 
-    One message names all the missing models. Models found in weights_dir are used from
+    One message names all the missing models; rembg's U²-Net is among them when `cut_out` (why
+    the inputs need it) is given or video.mask=rembg will mask SVD's frames (video.mask=auto
+    keys out the white background without it). Models found in weights_dir are used from
     there: their config keys in `cfg` are pointed at the copies, so the stages load what was checked.
     """
-    pending = [
-        stage for name, stage in stages.items() if name in cfg.stages and (name in redo or not is_done(run_dir / name))
-    ]
-    require_weights(cfg, [model for stage in pending for model in stage.check(cfg)])
+    pending = [name for name in stages if name in cfg.stages and (name in redo or not is_done(run_dir / name))]
+    if cut_out is None and "video" in pending and cfg.video.source == "svd" and cfg.video.mask == "rembg":
+        cut_out = "video.mask=rembg masks SVD's frames; or video.mask=auto keys out their white background without it"
+    require_weights(cfg, [model for name in pending for model in stages[name].check(cfg)], cut_out)
 
 
 def stages_to_redo(run: Run, stages) -> tuple[list[str], str | None]:
@@ -111,25 +113,44 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def run(cfg: DictConfig, overrides: list[str] | None = None) -> Path:
-    """Run `cfg.stages` and return the run directory."""
-    from .validation import SettingsError, validate_settings
+def preflight(cfg: DictConfig, current: Run, stages) -> tuple[dict | None, list[str], str | None]:
+    """Read the inputs and locate every model, writing nothing: (the inputs, None when written already;
+    the finished stages to redo, and why).
 
-    validate_settings(cfg)
-    set_threads(cfg.threads)
-    stages = stage_modules()
-    current = Run(cfg, resolve_run_dir(cfg), resolve_device(cfg.device))
-    # Inputs and weights first: a bad input or a missing download fails before a run directory exists.
-    point_rembg_at(cfg.weights_dir)  # before the input image, which rembg may cut out
-    inputs = None if is_done(current.input_dir) else read_inputs(cfg)
+    Inputs first, so a bad input fails before any download. An input that rembg must cut out
+    waits for the models' check instead, so that rembg's missing model is named in the one
+    message with the others; such an input has no ground truth, whose camera the check would need.
+    """
+    from .validation import SettingsError
+
+    point_rembg_at(cfg.weights_dir)  # before rembg's model is looked for
+    reading = not is_done(current.input_dir)
+    cut_out = rembg_need(cfg) if reading else None
+    if cut_out is not None:
+        redo, reason = stages_to_redo(current, stages)
+        check_stages(cfg, current.dir, stages, redo, cut_out)
+    inputs = read_inputs(cfg) if reading else None
     sample = inputs.get("sample") if inputs is not None else current.ground_truth
     if sample is not None:
         problems = ground_truth_problems(cfg, sample)
         if problems:
             raise SettingsError("\n".join(problems))
         adopt_ground_truth(cfg, sample)
-    redo, reason = stages_to_redo(current, stages)
-    check_stages(cfg, current.dir, stages, redo)
+    if cut_out is None:
+        redo, reason = stages_to_redo(current, stages)
+        check_stages(cfg, current.dir, stages, redo)
+    return inputs, redo, reason
+
+
+def run(cfg: DictConfig, overrides: list[str] | None = None) -> Path:
+    """Run `cfg.stages` and return the run directory."""
+    from .validation import validate_settings
+
+    validate_settings(cfg)
+    set_threads(cfg.threads)
+    stages = stage_modules()
+    current = Run(cfg, resolve_run_dir(cfg), resolve_device(cfg.device))
+    inputs, redo, reason = preflight(cfg, current, stages)
     make_run_dir(cfg, current.dir)
     with hold_run_lock(current.dir):
         record_config(cfg, current.dir, overrides)

@@ -24,6 +24,7 @@ class PretrainedModel:
     licence: str
     download: str | None = None  # where to get weights off the hub (then only local paths and URLs work)
     files: tuple[str, ...] | None = None  # the repo files to fetch (glob patterns); None: all but *.ckpt
+    own_copy: str | None = None  # how to give your own copy, when it is not `config_key=/path/to/it`
 
     @property
     def is_local(self) -> bool:

@@ -31,11 +31,18 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from .data.image import REMBG_MODEL, REMBG_MODEL_URL
-from .downloads import fetch_file
+from .downloads import fetch_file, recorded_checksum_differs
 from .errors import DynaPoseError, first_line
 from .eval.clip import clip_weights
 from .eval.fvd import I3D_DOWNLOAD, i3d_weights
-from .pretrained import MissingWeights, PretrainedModel, download_patterns, looks_like_path, resolve_pretrained
+from .pretrained import (
+    MissingWeights,
+    PretrainedModel,
+    damaged_file,
+    download_patterns,
+    looks_like_path,
+    resolve_pretrained,
+)
 from .priors import ZERO123_MODELS
 from .priors.svd import SVD_MODELS
 from .stages.keypoints import POSEANYTHING_RELEASE, poseanything_weights
@@ -44,6 +51,10 @@ DEFAULT_DIR = "weights"
 SCRIPT = "python scripts/download_weights.py"
 LOGIN = "gated: accept its licence on that page while logged in, then run `hf auth login` here"
 LPIPS_VGG_URL = "https://download.pytorch.org/models/vgg16-397923af.pth"
+REMBG_OWN_COPY = (
+    f"put {REMBG_MODEL}.onnx in <dir>/rembg/ and pass weights_dir=<dir>, "
+    "or put it in the directory that the environment variable U2NET_HOME names"
+)
 
 
 @dataclass(frozen=True)
@@ -76,8 +87,8 @@ PIPELINE = (
     Weights("poseanything", poseanything_weights(POSEANYTHING_RELEASE), "poseanything/demo_b.pth",
             "not published (the progress bar shows it)", url=POSEANYTHING_RELEASE),
     Weights("rembg", PretrainedModel("rembg U²-Net", None, "U2NET_HOME", "MIT (rembg); U²-Net: Apache-2.0",
-                                     download=REMBG_MODEL_URL), f"rembg/{REMBG_MODEL}.onnx", "176 MB",
-            url=REMBG_MODEL_URL),
+                                     download=REMBG_MODEL_URL, own_copy=REMBG_OWN_COPY),
+            f"rembg/{REMBG_MODEL}.onnx", "176 MB", url=REMBG_MODEL_URL),
 )  # fmt: skip
 ALTERNATIVES = (
     Weights("stable_zero123", ZERO123_MODELS["stable_zero123"], "stable-zero123", "about 5 GB"),
@@ -123,9 +134,9 @@ def use_weights_dir(cfg: DictConfig, models: Iterable[PretrainedModel]) -> list[
     return located
 
 
-def require_weights(cfg: DictConfig, models: Iterable[PretrainedModel]) -> None:
-    """Resolve every model, weights_dir's copies first (the hub fetches what it can); one DynaPoseError
-    naming every one that is missing or damaged."""
+def require_weights(cfg: DictConfig, models: Iterable[PretrainedModel], rembg_need: str | None = None) -> None:
+    """Resolve every model, weights_dir's copies first (the hub fetches what it can), and rembg's U²-Net
+    when `rembg_need` says why the run needs it; one DynaPoseError naming every one that is missing or damaged."""
     models = list(models)
     missing = []
     for (model, keys), located in _by_source(models, use_weights_dir(cfg, models)).values():
@@ -133,6 +144,11 @@ def require_weights(cfg: DictConfig, models: Iterable[PretrainedModel]) -> None:
             resolve_pretrained(located)
         except MissingWeights as error:
             missing.append((error, model, keys))
+    if rembg_need is not None:
+        try:
+            locate_rembg(rembg_need)
+        except MissingWeights as error:
+            missing.append((error, error.model, [error.model.config_key]))
     if missing:
         raise DynaPoseError(missing_models_message(missing, cfg.weights_dir))
 
@@ -155,7 +171,8 @@ def missing_models_message(missing: list[tuple[MissingWeights, PretrainedModel, 
         lines.append(f"  - {model.name}: {error.reason}")
         source = where_from(model)
         lines.append(f"      licence: {model.licence}" + (f"; from: {source}" if source else ""))
-        lines.append(f"      your own copy: {', '.join(f'{key}=/path/to/it' for key in keys)}")
+        own_copy = model.own_copy or ", ".join(f"{key}=/path/to/it" for key in keys)
+        lines.append(f"      your own copy: {own_copy}")
     fetchable = [weights.key for weights in map(catalogue_entry, (model for _, model, _ in missing)) if weights]
     if fetchable:
         directory = weights_dir or DEFAULT_DIR
@@ -184,6 +201,43 @@ def point_rembg_at(weights_dir: str | None) -> None:
     home = Path(weights_dir).expanduser() / "rembg" if weights_dir else None
     if home is not None and (home / f"{REMBG_MODEL}.onnx").exists() and not os.environ.get("U2NET_HOME"):
         os.environ["U2NET_HOME"] = str(home)
+
+
+def locate_rembg(need: str) -> Path:
+    """rembg's U²-Net file where rembg will look for it, fetched there first when online (as URL models are).
+
+    rembg looks in U2NET_HOME (weights_dir's copy, once point_rembg_at ran) or in its own home;
+    the model is not loaded here. `need` says why the run needs it, for the message. Raises
+    MissingWeights: rembg is not installed, or the file is missing offline, failed to download,
+    or no longer matches the checksum recorded when it was fetched.
+    """
+    from huggingface_hub import constants
+
+    model = CATALOGUE["rembg"].model
+    why = f"needed to cut the object out, as {need}"
+    try:
+        from rembg.sessions.u2net import U2netSession
+    except ImportError:
+        reason = f"rembg is not installed (pip install 'rembg[cpu]'); {why}"
+        raise MissingWeights(model, reason, reason) from None
+    name = f"{REMBG_MODEL}.onnx"
+    found = U2netSession.resolve_existing(name)
+    if found is not None and recorded_checksum_differs(Path(found)):
+        damaged = damaged_file(model, Path(found), "delete it and rerun to fetch it again")
+        raise MissingWeights(model, f"{damaged.reason}; {why}", str(damaged))
+    if found is not None:
+        return Path(found)
+    target = Path(U2netSession.model_dir()) / name  # where rembg itself would download it
+    if constants.HF_HUB_OFFLINE:
+        reason = f"{name} is in neither {target.parent} nor {U2netSession.legacy_home()}, and offline"
+    else:
+        try:
+            fetch_file(REMBG_MODEL_URL, target, model.name)
+            return target
+        except DynaPoseError as error:
+            reason = str(error)
+    message = f"{model.name} weights are not available ({reason}): download {REMBG_MODEL_URL}, then {model.own_copy}"
+    raise MissingWeights(model, f"{reason}; {why}", message)
 
 
 # scripts/download_weights.py: choose, list (sizes, licences, sources), fetch, print the offline override.

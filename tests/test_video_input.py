@@ -179,3 +179,17 @@ def test_a_single_frame_is_framed_like_the_input_image(tmp_path):
 def test_a_frame_step_below_one_is_refused(tmp_path):
     with pytest.raises(DynaPoseError, match="frame step must be at least 1"):
         load_video_frames(write_frames(tmp_path / "clip", count=2), 32, frame_step=0)
+
+
+def test_the_pre_flight_knows_which_clips_rembg_must_cut_out(tmp_path):
+    from dynapose4d.data.video_input import clip_without_masks
+
+    clip = write_frames(tmp_path / "clip", count=3)
+    assert clip_without_masks(clip) is None  # every frame has a mask of its own
+    Image.fromarray(moving_box(1)[..., :3].copy()).save(clip / "1.png")  # one RGB frame among them
+    assert clip_without_masks(clip).startswith(f"{clip / '1.png'} has no alpha channel; or give RGBA frames, or masks=")
+    assert clip_without_masks(clip, frame_step=2) is None  # frames 0 and 2 only
+    video = tmp_path / "clip.mp4"
+    write_video(video, torch.rand(2, 16, 16, 3))
+    assert clip_without_masks(video).startswith(f"the frames of {video} have no alpha channel; or give")
+    assert clip_without_masks(tmp_path / "nowhere") is None  # reading it says what is wrong

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from test_image import rembg_offline
 
 from dynapose4d.errors import DynaPoseError
 from dynapose4d.pipeline import check_stages, run, stage_modules
@@ -100,6 +101,96 @@ def test_all_missing_weights_are_named_at_once_before_any_run_directory(tmp_path
     assert "scripts/download_weights.py --dir weights --only zero123,svd,poseanything" in message
     assert "weights_dir=weights" in message
     assert not (tmp_path / "outputs").exists()
+
+
+def photo(tmp_path: Path) -> Path:
+    Image.new("RGB", (60, 40), (200, 80, 40)).save(tmp_path / "photo.png")  # no alpha: rembg must cut it out
+    return tmp_path / "photo.png"
+
+
+def screenshot(tmp_path: Path) -> Path:
+    Image.new("RGBA", (60, 40), (200, 80, 40, 255)).save(tmp_path / "shot.png")  # its alpha marks nothing
+    return tmp_path / "shot.png"
+
+
+@pytest.mark.parametrize(
+    ("make_image", "problem"),
+    [(photo, "has no alpha channel"), (screenshot, "has an alpha channel that is opaque everywhere")],
+)
+def test_an_offline_image_without_a_mask_names_rembg_s_model_in_the_one_message(
+    tmp_path, monkeypatch, offline_hub, make_image, problem
+):
+    home = tmp_path / "rembg-home"
+    model_dir = rembg_offline(monkeypatch, home)  # rembg itself would fail on its own, with its own message
+    image = make_image(tmp_path)
+    with pytest.raises(DynaPoseError) as error:
+        run(compose_config([f"image={image}", f"output_dir={tmp_path / 'outputs'}"]))
+    message = str(error.value)
+    assert message.startswith("4 pretrained model(s) missing; nothing was run")
+    for name in ("Zero123-XL", "Stable Video Diffusion", "PoseAnything", "rembg U²-Net"):
+        assert f"\n  - {name}: " in message
+    assert (
+        f"- rembg U²-Net: u2net.onnx is in neither {model_dir} nor {home}, and offline; needed to cut the object "
+        f"out, as {image} {problem}; or give mask=path/to/mask.png (white = object)\n"
+    ) in message
+    own_copy = "put u2net.onnx in <dir>/rembg/ and pass weights_dir=<dir>, or put it in the directory that the "
+    assert f"your own copy: {own_copy}environment variable U2NET_HOME names\n" in message
+    assert "download_weights.py --dir weights --only zero123,svd,poseanything,rembg\n" in message
+    assert not (tmp_path / "outputs").exists()
+
+
+def test_an_offline_rgb_clip_names_rembg_s_model_in_the_one_message(tmp_path, monkeypatch, offline_hub):
+    from dynapose4d.export import write_video
+
+    rembg_offline(monkeypatch, tmp_path / "rembg-home")
+    clip = tmp_path / "clip.mp4"
+    write_video(clip, torch.rand(2, 16, 16, 3))
+    with pytest.raises(DynaPoseError) as error:
+        run(compose_config([f"video={clip}", f"output_dir={tmp_path / 'outputs'}"]))
+    message = str(error.value)  # Zero123 (the dynamic stage), PoseAnything and rembg; the clip replaces SVD
+    assert message.startswith("3 pretrained model(s) missing") and "--only zero123,poseanything,rembg\n" in message
+    assert f"needed to cut the object out, as the frames of {clip} have no alpha channel; or give" in message
+    assert not (tmp_path / "outputs").exists()
+
+
+def test_an_image_with_a_mask_file_or_rembg_s_model_in_weights_dir_needs_no_rembg_download(
+    tmp_path, monkeypatch, offline_hub
+):
+    monkeypatch.setenv("U2NET_HOME", "")  # restored (unset or as it was) after the test: point_rembg_at sets it
+    monkeypatch.delenv("U2NET_HOME")
+    Image.new("L", (60, 40), 255).save(tmp_path / "mask.png")
+    weights = tmp_path / "weights"
+    (weights / "rembg").mkdir(parents=True)
+    (weights / "rembg" / "u2net.onnx").write_bytes(b"")
+    for extra in (f"mask={tmp_path / 'mask.png'}", f"weights_dir={weights}"):
+        with pytest.raises(DynaPoseError) as error:
+            run(compose_config([f"image={photo(tmp_path)}", f"output_dir={tmp_path / 'outputs'}", extra]))
+        assert str(error.value).startswith("3 pretrained model(s) missing") and "rembg" not in str(error.value)
+
+
+def test_video_mask_rembg_needs_rembg_s_model_before_svd_runs(tmp_path, monkeypatch, offline_hub):
+    rembg_offline(monkeypatch, tmp_path / "rembg-home")
+    for mask, missing in (("rembg", "2 pretrained model(s) missing"), ("auto", "1 pretrained model(s) missing")):
+        with pytest.raises(DynaPoseError) as error:
+            run(default_config(tmp_path, "stages=[video]", f"video.mask={mask}"))
+        assert str(error.value).startswith(missing)
+        assert ("video.mask=rembg masks SVD's frames" in str(error.value)) == (mask == "rembg")
+
+
+def test_online_rembg_s_model_is_fetched_where_rembg_looks_for_it(tmp_path, monkeypatch):
+    import huggingface_hub.constants
+    import requests
+    from rembg.sessions.u2net import U2netSession
+
+    from dynapose4d.weights import locate_rembg
+
+    data = b"onnx" * 100
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(requests, "get", lambda url, headers, **kw: FakeReply(data, headers))
+    monkeypatch.setenv("U2NET_HOME", str(tmp_path / "home"))
+    path = locate_rembg("a test needs it")
+    assert path.read_bytes() == data
+    assert Path(U2netSession.download_models()) == path  # rembg takes that file: no download of its own
 
 
 def test_models_missing_from_weights_dir_are_fetched_into_it(tmp_path, offline_hub):

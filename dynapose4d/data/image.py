@@ -1,19 +1,30 @@
-"""Loading the input image as an RGBA reference: alpha is the object mask."""
+"""Loading the input image as an RGBA reference: alpha is the object mask.
 
+RGBA is straight alpha everywhere (colour not multiplied by alpha), as `composite` reads it;
+resampling works on premultiplied colour, so the colour under transparent pixels (black in
+a PNG cut-out) never bleeds into the object's edge.
+"""
+
+import logging
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ..errors import DynaPoseError, first_line
 
+log = logging.getLogger(__name__)
 MIN_FOREGROUND_FRACTION = 1e-3  # below this the "object" is a few stray pixels
 WHITE = torch.ones(3)  # what Zero123, SVD, PoseAnything and the benchmarks composite on
 # rembg's default model when DreamGaussian4D called `rembg.new_session()`; named, because rembg's
 # default has since become bria-rmbg, whose weights carry a non-commercial licence.
 REMBG_MODEL = "u2net"
 REMBG_MODEL_URL = "https://github.com/danielgatis/rembg/releases/download/v0.0.0/u2net.onnx"
+MASK_FIX = "mask=path/to/mask.png (white = object)"
+# Below this alpha a resampled pixel's colour is left 0: dividing by alpha there only magnifies rounding, and
+# every use weighs that colour by alpha, so it cannot show by more than this.
+ALPHA_EPSILON = 1e-6
 
 
 def load_reference_image(
@@ -21,14 +32,16 @@ def load_reference_image(
 ) -> torch.Tensor:
     """The input image as a float RGBA reference [size, size, 4] in [0, 1]; alpha is the object mask.
 
-    The mask is the image's alpha channel, or the `mask` file (white = object), or, for a
-    plain RGB image, rembg's cut-out (DreamGaussian's preprocessing). With a
+    The mask is the `mask` file (white = object), or the image's alpha channel, or, for a
+    plain RGB image or one whose alpha is opaque everywhere (a screenshot: no mask at all,
+    said in a warning), rembg's cut-out (DreamGaussian's preprocessing). With a
     `border_ratio`, the object is recentred and scaled so its bounding box fills
     (1 - border_ratio) of the image (DreamGaussian's preprocessing); None keeps the framing.
     Raises DynaPoseError for a missing or unreadable file, no way to get a mask, or an
     empty mask.
     """
     image = open_image(path)
+    problem = missing_mask(image)
     if mask is not None:
         alpha = open_image(mask).convert("L")
         if alpha.size != image.size:
@@ -36,11 +49,12 @@ def load_reference_image(
                 f"mask {mask} is {alpha.size[0]}x{alpha.size[1]} but the image is {image.size[0]}x{image.size[1]}"
             )
         rgba = with_mask(image, alpha)
-    elif has_alpha(image):
+    elif problem is None:
         rgba = image.convert("RGBA")
     else:
-        session = rembg_session_for(f"{path} has no alpha channel", "mask=path/to/mask.png (white = object)")
-        (rgba,) = cut_out([image.convert("RGB")], session)
+        if has_alpha(image):
+            log.warning("%s %s: it is no mask, so rembg cuts the object out (or give %s)", path, problem, MASK_FIX)
+        (rgba,) = cut_out([image], rembg_session_for(f"{path} {problem}", MASK_FIX))
     pixels = torch.from_numpy(np.asarray(rgba, dtype=np.float32) / 255.0)  # [H, W, 4]
     if (pixels[..., 3] > 0.5).float().mean() < MIN_FOREGROUND_FRACTION:
         raise DynaPoseError(f"{mask or path} has no foreground: the object mask is (almost) empty")
@@ -54,6 +68,7 @@ def recenter(rgba: torch.Tensor, size: int, border_ratio: float) -> torch.Tensor
 
     Frames (leading dimensions) share one crop, the bounding box of all their masks, so a
     clip keeps its motion. Float input is in [0, 1], uint8 in [0, 255]; the output is float.
+    The scaling is premultiplied (see `resample_straight`).
     """
     scale_to_unit = 255.0 if rgba.dtype == torch.uint8 else 1.0
     frames = rgba.reshape(-1, *rgba.shape[-3:])  # [F, H, W, 4]
@@ -64,17 +79,24 @@ def recenter(rgba: torch.Tensor, size: int, border_ratio: float) -> torch.Tensor
     height, width = max(round((bottom - top) * scale), 1), max(round((right - left) * scale), 1)
     canvas = torch.zeros(len(frames), size, size, 4)
     row, col = (size - height) // 2, (size - width) // 2
+
+    def resample(pixels: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.interpolate(
+            pixels, size=(height, width), mode="bilinear", antialias=True, align_corners=False
+        )
+
     for index, frame in enumerate(frames):  # one at a time: a long clip in float may not fit in memory
         crop = frame[top:bottom, left:right].float().permute(2, 0, 1)[None] / scale_to_unit  # [1, 4, h, w]
-        resized = torch.nn.functional.interpolate(
-            crop, size=(height, width), mode="bilinear", antialias=True, align_corners=False
-        )[0].permute(1, 2, 0)  # [height, width, 4]
+        resized = resample_straight(crop, resample)[0].permute(1, 2, 0)  # [height, width, 4]
         canvas[index, row : row + height, col : col + width] = resized.clamp(0, 1)
     return canvas.reshape(*rgba.shape[:-3], size, size, 4)
 
 
 def square_resize(image: Image.Image, size: int) -> Image.Image:
-    """Pad an RGBA image with transparent pixels to a centred square, then resize it."""
+    """Pad an RGBA image with transparent pixels to a centred square, then resize it.
+
+    Pillow resizes RGBA premultiplied (through its RGBa mode), so the padding's black stays out of the edges.
+    """
     side = max(image.size)
     canvas = Image.new("RGBA", (side, side), (0, 0, 0, 0))
     canvas.paste(image, ((side - image.width) // 2, (side - image.height) // 2))
@@ -84,6 +106,18 @@ def square_resize(image: Image.Image, size: int) -> Image.Image:
 def has_alpha(image: Image.Image) -> bool:
     """Whether the image carries its own mask: an alpha channel, or a palette with a transparent colour."""
     return "A" in image.mode or "transparency" in image.info
+
+
+def missing_mask(image: Image.Image) -> str | None:
+    """Why the image carries no object mask of its own (completes "<path> ..."), or None when it does.
+
+    An alpha channel that is opaque everywhere (a screenshot, a JPEG saved as PNG) marks no object.
+    """
+    if not has_alpha(image):
+        return "has no alpha channel"
+    if image.convert("RGBA").getchannel("A").getextrema()[0] == 255:
+        return "has an alpha channel that is opaque everywhere"
+    return None
 
 
 def with_mask(image: Image.Image, mask: Image.Image) -> Image.Image:
@@ -145,10 +179,20 @@ def rembg_session_for(problem: str, fixes: str):
 
 
 def cut_out(images: list[Image.Image], session) -> list[Image.Image]:
-    """rembg's RGBA cut-outs of RGB `images` with one `session` (loading the model per image would be slow)."""
+    """Straight-alpha RGBA cut-outs of `images`: their colours, rembg's mask from one `session` as alpha.
+
+    rembg's own cut-out (`naive_cutout`) composites the image over transparent black, so its
+    colours come premultiplied by the mask; only its mask is taken. rembg predicts on the
+    EXIF-upright image, so the colours are turned upright too, to fit the mask.
+    """
     import rembg
 
-    return [rembg.remove(image, session=session).convert("RGBA") for image in images]
+    cut = []
+    for image in images:
+        upright = ImageOps.exif_transpose(image.convert("RGB"))
+        upright.putalpha(rembg.remove(upright, session=session, only_mask=True))
+        cut.append(upright)
+    return cut
 
 
 def composite(rgba: torch.Tensor, background: torch.Tensor) -> torch.Tensor:
@@ -158,12 +202,34 @@ def composite(rgba: torch.Tensor, background: torch.Tensor) -> torch.Tensor:
 
 
 def resize_square(images: torch.Tensor, size: int) -> torch.Tensor:
-    """Images [..., H, W, C] -> [..., size, size, C] (area averaging when shrinking)."""
+    """Images [..., H, W, C] -> [..., size, size, C] (area averaging when shrinking).
+
+    RGBA (C = 4) is resampled premultiplied (see `resample_straight`); RGB as it is.
+    """
     if images.shape[-3] == size and images.shape[-2] == size:
         return images
     batch = images.reshape(-1, *images.shape[-3:]).permute(0, 3, 1, 2)  # [B, C, H, W]
-    resized = torch.nn.functional.interpolate(batch, size=(size, size), mode="area").permute(0, 2, 3, 1)
-    return resized.reshape(*images.shape[:-3], size, size, images.shape[-1])
+
+    def resample(pixels: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.interpolate(pixels, size=(size, size), mode="area")
+
+    resized = resample_straight(batch, resample) if images.shape[-1] == 4 else resample(batch)
+    return resized.permute(0, 2, 3, 1).reshape(*images.shape[:-3], size, size, images.shape[-1])
+
+
+def resample_straight(rgba: torch.Tensor, resample) -> torch.Tensor:
+    """Straight RGBA [B, 4, H, W] through `resample` (a linear filter of [B, C, H, W]), premultiplied.
+
+    Resampling straight colour averages in the colour of transparent pixels (black in a PNG
+    cut-out): a white object on white would get a dark rim. Weighted by alpha, they add nothing.
+    The alpha is exactly what `resample` makes of it alone.
+    """
+    alpha = rgba[:, 3:]  # [B, 1, H, W]
+    resized = resample(torch.cat([rgba[:, :3] * alpha, alpha], dim=1))  # [B, 4, h, w], colour premultiplied
+    colour, alpha = resized[:, :3], resized[:, 3:]
+    visible = alpha > ALPHA_EPSILON
+    straight = torch.where(visible, colour / torch.where(visible, alpha, 1.0), 0.0)
+    return torch.cat([straight.clamp(0, 1), alpha], dim=1)
 
 
 def key_out_background(

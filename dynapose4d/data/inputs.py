@@ -9,7 +9,7 @@ from omegaconf import DictConfig
 from ..checkpoint import mark_done
 from ..errors import DynaPoseError
 from ..export import save_png, save_png_frames
-from .image import load_reference_image
+from .image import MASK_FIX, load_reference_image, missing_mask, open_image
 from .sample import Sample
 
 if TYPE_CHECKING:
@@ -37,6 +37,27 @@ def read_inputs(cfg: DictConfig) -> dict:
         "no input: pass image=path/to/image.png, video=path/to/clip.mp4 (or a directory of frames), "
         "experiment=ground_truth sample=path/to/sample, or experiment=synthetic for the built-in subject"
     )
+
+
+def rembg_need(cfg: DictConfig) -> str | None:
+    """Why reading the inputs will need rembg's model (one line, with what to give instead), or None.
+
+    Ground truth has its masks; an image or a clip needs rembg when it has no mask of its own
+    (no alpha channel, or one opaque everywhere) and none is given. Reads the image (and a
+    directory of frames), not rembg's model: the pre-flight looks for that before rembg loads it.
+    """
+    if cfg.synthetic is not None or cfg.sample is not None:
+        return None
+    if cfg.video.source == "file" and cfg.video.path is not None and cfg.video.masks is None:
+        from .video_input import clip_without_masks
+
+        need = clip_without_masks(cfg.video.path, cfg.video.max_frames, cfg.video.frame_step)
+        if need is not None:
+            return need
+    if cfg.image is not None and cfg.mask is None:
+        problem = missing_mask(open_image(cfg.image))
+        return None if problem is None else f"{cfg.image} {problem}; or give {MASK_FIX}"
+    return None
 
 
 def read_ground_truth(cfg: DictConfig) -> Sample | None:
@@ -114,4 +135,3 @@ def write_inputs(inputs: dict, run: "Run") -> None:
         save_sample(inputs["sample"], run.ground_truth_dir)
     save_png(directory / "reference.png", inputs["reference"])
     mark_done(directory)
-

@@ -2,11 +2,13 @@
 
 The input is a directory of frames (Consistent4D's `0.png, 1.png, ...`, in numeric order)
 or a video file. Each frame's mask is its alpha channel, the matching frame of `masks` (a
-directory or video, white = object), or rembg's cut-out, as for the input image. The
+directory or video, white = object), or rembg's cut-out, as for the input image (also for
+a frame whose alpha is opaque everywhere: that is no mask). The
 object is recentred with one crop and scale for all frames, the bounding box of the masks'
 union: recentring each frame on its own would undo the motion and make the object jump.
 """
 
+import logging
 import re
 from pathlib import Path
 
@@ -19,6 +21,7 @@ from .image import (
     MIN_FOREGROUND_FRACTION,
     cut_out,
     has_alpha,
+    missing_mask,
     open_image,
     recenter,
     rembg_session_for,
@@ -28,6 +31,9 @@ from .image import (
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"}
 VIDEO_SUFFIXES = {".mp4", ".mov", ".m4v", ".avi", ".mkv", ".webm", ".gif"}
+MASKS_FIX = "RGBA frames, or masks=path/to/masks (a directory or video of masks, white = object)"
+
+log = logging.getLogger(__name__)
 
 
 def load_video_frames(
@@ -131,13 +137,35 @@ def _decode_video(path: Path, max_frames: int | None, frame_step: int) -> list[I
     return frames
 
 
+def clip_without_masks(path: str | Path, max_frames: int | None = None, frame_step: int = 1) -> str | None:
+    """Why rembg must cut the clip's frames out, with what to give instead (one line), or None.
+
+    None too for a path that is no clip: reading it says what is wrong. A video file's
+    frames never have alpha (they are decoded as RGB), so only a directory's are opened.
+    """
+    path = Path(path)
+    if path.is_file() and path.suffix.lower() in VIDEO_SUFFIXES:
+        return f"the frames of {path} have no alpha channel; or give {MASKS_FIX}"
+    if not path.is_dir():
+        return None
+    frames, names = read_frames(path, max_frames, frame_step)
+    for frame, name in zip(frames, names):
+        problem = missing_mask(frame)
+        if problem is not None:
+            return f"{name} {problem}; or give {MASKS_FIX}"
+    return None
+
+
 def _with_alpha(frames: list[Image.Image], path: Path) -> list[Image.Image]:
     """RGBA frames: their own alpha, else rembg's cut-out (its model loaded once, before the first frame)."""
-    missing = [index for index, frame in enumerate(frames) if not has_alpha(frame)]
+    missing = [index for index, frame in enumerate(frames) if missing_mask(frame) is not None]
     rgba = [frame.convert("RGBA") for frame in frames]
     if missing:
-        fixes = "RGBA frames, or masks=path/to/masks (a directory or video of masks, white = object)"
-        session = rembg_session_for(f"{path} has frames without an alpha channel", fixes)
-        for index, frame in zip(missing, cut_out([frames[index].convert("RGB") for index in missing], session)):
+        opaque = sum(has_alpha(frames[index]) for index in missing)
+        if opaque:
+            log.warning("%d frame(s) of %s have an alpha channel that is opaque everywhere: it is no mask, "
+                        "so rembg cuts the object out (or give %s)", opaque, path, MASKS_FIX)  # fmt: skip
+        session = rembg_session_for(f"{path} has frames without a mask of their own", MASKS_FIX)
+        for index, frame in zip(missing, cut_out([frames[index] for index in missing], session)):
             rgba[index] = frame
     return rgba
