@@ -55,6 +55,7 @@ STATIC = {
     "prior": Choice(*PRIORS),
     "model": Nullable(MODEL),
     "sds": SDS,
+    "prior_chunk": COUNT,
     "camera": {
         "radius": Number(above=0),
         "fovy": Number(above=0, below=180),
@@ -141,6 +142,7 @@ DYNAMIC = {
     "model": Nullable(MODEL),
     "sds": SDS,
     "views_per_frame": COUNT,
+    "prior_chunk": COUNT,
     "checkpoint_every": COUNT,
     "orbit_frames": COUNT,
 }

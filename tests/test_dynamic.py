@@ -7,6 +7,7 @@ import shutil
 import pytest
 import torch
 
+from dynapose4d.cameras import reference_camera
 from dynapose4d.checkpoint import load_checkpoint
 from dynapose4d.gaussians import GaussianModel
 from dynapose4d.pipeline import resolve_device, run
@@ -51,10 +52,12 @@ def trainer(tiny_synthetic_config, request):
 @pytest.mark.parametrize("trainer", ["lift", "render"], indirect=True)
 def test_keypoint_match_loss_reaches_the_deformation(trainer):
     frames = torch.tensor([0, 1])
-    renders = None
+    renders = alphas = None
     if trainer.cfg.loss.kml.mode == "render":
-        renders = torch.stack([_render(trainer, gaussians) for gaussians in trainer.deformed(frames)])
-    loss = trainer._keypoint_match(frames, renders)
+        renders, alphas = map(
+            torch.stack, zip(*[_render(trainer, gaussians) for gaussians in trainer.deformed(frames)])
+        )
+    loss = trainer._keypoint_match(frames, renders, alphas)
     assert torch.isfinite(loss) and loss > 0
     loss.backward()
     grads = [p.grad for p in trainer.deformation.parameters() if p.grad is not None]
@@ -97,11 +100,11 @@ def _render(trainer, gaussians):
     from dynapose4d.render import rasterize
 
     camera = trainer.camera
-    colors, _, _ = rasterize(
+    colors, alphas, _ = rasterize(
         **gaussians, viewmats=camera.viewmats, Ks=camera.Ks, width=camera.width, height=camera.height,
         backgrounds=trainer.background[None], backend="torch",
     )  # fmt: skip
-    return colors[0]
+    return colors[0], alphas[0]
 
 
 def test_deformation_init_does_not_depend_on_earlier_random_draws(tiny_synthetic_config):
@@ -132,3 +135,30 @@ def test_novel_view_sds_conditioned_on_driving_frames_reaches_the_deformation(ti
     trainer.prior.loss(novel_renders, novel_alphas, views, step_ratio=0.5).backward()
     grads = [p.grad for p in trainer.deformation.parameters() if p.grad is not None]
     assert grads and sum(grad.abs().sum() for grad in grads) > 0
+
+
+def test_render_mode_kml_shows_the_detector_renders_over_white_whatever_the_background(tiny_synthetic_config):
+    """The driving frames and the support image reach the detector over white: so must the renders (issue 25)."""
+    config = tiny_synthetic_config("stages=[static,video,keypoints]", "loss.kml.mode=render", "background=black")
+    trainer = dynamic.DynamicStage(Run(config, run(config), resolve_device("cpu")))
+    frames = torch.tensor([0, 1])
+    deformed = trainer.deformed(frames)
+    renders, alphas, _, _ = trainer.render(deformed, None)  # over black
+    shown = []
+    trainer.detector = lambda images: shown.append(images.detach()) or torch.zeros(len(images), 1, 2)
+    trainer._predicted_keypoints(frames, renders, alphas)
+    camera = trainer.camera
+    over_white = torch.cat([
+        dynamic.render_cameras(g, camera, torch.ones(1, 3), "torch")[0] for g in deformed
+    ]).detach()  # fmt: skip
+    assert (renders.detach() - over_white).abs().max() > 0.1  # the object does not fill the frame
+    torch.testing.assert_close(shown[0], over_white, atol=1e-5, rtol=0)
+
+
+def test_training_renders_are_clamped_to_the_unit_range_as_dreamgaussian_s():
+    model = GaussianModel.from_sphere(200, 0.4, torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        model.params["sh0"] += 5.0  # colours far above 1
+    camera = reference_camera(24, 24)
+    colors, alphas = dynamic.render_cameras(model.activated(), camera, torch.zeros(1, 3), "torch")
+    assert colors.max() == 1.0 and colors.min() >= 0.0 and alphas.max() <= 1.0

@@ -72,18 +72,22 @@ def test_sds_gradient_is_the_weighted_guided_noise_residual_pulled_through_the_v
     """Reference: the two CFG branches as two separate UNet calls, the VJP taken by hand."""
     prior = make_prior(tiny_zero123_dir, guidance_scale=3.0)
     views = random_views(2, 64)
+    views.noise_seeds = torch.tensor([11, 12])
     colors = torch.rand(2, 64, 64, 3, requires_grad=True)
     alphas = torch.rand(2, 64, 64, 1)
 
-    torch.manual_seed(7)
     prior.loss(colors, alphas, views, step_ratio=0.25).backward()
 
     components, t = prior.components, prior.timestep(0.25)
-    torch.manual_seed(7)  # the same posterior sample and noise draws, in the same order
+    # Each view draws its posterior sample, then its diffusion noise, from a generator seeded with its seed.
+    generators = [torch.Generator().manual_seed(seed) for seed in (11, 12)]
     # The renders go in as rendered, over their own backgrounds (DreamGaussian's random black or white).
     images = torch.nn.functional.interpolate(colors.permute(0, 3, 1, 2), (256, 256), mode="bilinear")
-    latents = components.vae.encode(images * 2 - 1).latent_dist.sample() * 0.18215
-    noise = torch.randn_like(latents)
+    posterior = components.vae.encode(images * 2 - 1).latent_dist
+    shape = posterior.mean.shape[1:]
+    sample = torch.stack([torch.randn(shape, generator=generator) for generator in generators])
+    latents = (posterior.mean + posterior.std * sample) * 0.18215
+    noise = torch.stack([torch.randn(shape, generator=generator) for generator in generators])
     alpha_bar = components.scheduler.alphas_cumprod[t]
     noisy = alpha_bar.sqrt() * latents.detach() + (1 - alpha_bar).sqrt() * noise
     with torch.no_grad():

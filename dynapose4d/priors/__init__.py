@@ -1,8 +1,9 @@
 """Novel-view supervision for the static stage: one interface, several priors.
 
 A prior scores renders of random views: `prior.loss(colors, alphas, views, step_ratio)`
-returns a scalar to minimise. `zero123` / `stable_zero123` distil Zero-1-to-3's score
-(SDS); `oracle` compares with a ground-truth sample's own training views.
+returns a scalar to minimise, the mean over the views of a per-view term, so the stages can
+score the views in chunks (chunks.py). `zero123` / `stable_zero123` distil Zero-1-to-3's
+score (SDS); `oracle` compares with a ground-truth sample's own training views.
 """
 
 from collections.abc import Callable
@@ -40,9 +41,31 @@ class ViewBatch:
     frames: torch.Tensor | None = None  # [B] index of each view's reference (driving frame); None: all the first
     backgrounds: torch.Tensor | None = None  # [B, 3] the colour each view was rendered over; None: white
     view_indices: torch.Tensor | None = None  # [B] each view's index among the oracle's training views
+    # [B] int64: the seed of each view's own random draws (SDS noise), so that a view's loss does not depend on
+    # which other views share its chunk; None: drawn from the global RNG when scored
+    noise_seeds: torch.Tensor | None = None
+
+    def __len__(self) -> int:
+        return len(self.elevations)
+
+    def __getitem__(self, index: slice) -> "ViewBatch":
+        """The views in `index` (a slice), every per-view field sliced alike."""
+
+        def part(values):
+            return None if values is None else values[index]
+
+        return ViewBatch(
+            self.cameras[index], self.elevations[index], self.azimuths[index], self.radius, part(self.frames),
+            part(self.backgrounds), part(self.view_indices), part(self.noise_seeds),
+        )  # fmt: skip
 
     def reference_indices(self) -> torch.Tensor:
         return torch.zeros(len(self.elevations), dtype=torch.long) if self.frames is None else self.frames.long()
+
+
+def draw_noise_seeds(count: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """`count` seeds [count] int64 for ViewBatch.noise_seeds, from `generator` (None: the global RNG)."""
+    return torch.randint(0, 2**62, (count,), generator=generator, dtype=torch.int64)
 
 
 def prior_weights(settings: DictConfig, stage: str) -> list[PretrainedModel]:
@@ -54,7 +77,11 @@ def prior_weights(settings: DictConfig, stage: str) -> list[PretrainedModel]:
 
 
 class Prior(Protocol):
-    """Scores renders of novel views; the stages minimise `loss` (static and dynamic alike)."""
+    """Scores renders of novel views; the stages minimise `loss` (static and dynamic alike).
+
+    `loss` must be the mean over the views of a term that depends on each view alone (its
+    render, its ViewBatch fields and its noise seed): score_in_chunks relies on it.
+    """
 
     def loss(
         self,

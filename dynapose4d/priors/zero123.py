@@ -8,6 +8,7 @@ frame is the reference of the views rendered at its time (DreamGaussian4D).
 Novel-view renders are encoded, noised at one timestep t that anneals linearly from 0.98
 to 0.02 of the schedule over the stage (the paper's T_max decay), and the guided noise
 residual w(t) (eps_hat - eps) with w(t) = 1 - alpha_bar_t is pushed back into the renders.
+Each view's random draws come from its own seed (ViewBatch.noise_seeds).
 """
 
 import numpy as np
@@ -17,7 +18,7 @@ from PIL import Image
 
 from ..cameras import REFERENCE_RADIUS, zero123_camera_vector
 from ..data.image import WHITE, composite, resize_square
-from . import ViewBatch
+from . import ViewBatch, draw_noise_seeds
 from .zero123_model import Zero123Components
 
 
@@ -106,13 +107,30 @@ class Zero123Prior:
         Its gradient with respect to the render latents is w(t) (eps_hat - eps) averaged over the views.
         """
         vae = self.components.vae
-        latents = vae.encode(self._to_model_input(colors)).latent_dist.sample() * vae.config.scaling_factor
+        posterior = vae.encode(self._to_model_input(colors)).latent_dist
+        posterior_noise, noise = view_noise(views, posterior.mean.shape[1:], self.device)  # [B, 4, h, w] each
+        # The posterior's sample (DiagonalGaussianDistribution.sample), drawn from each view's own seed.
+        latents = (
+            posterior.mean + posterior.std * posterior_noise.to(posterior.mean.dtype)
+        ) * vae.config.scaling_factor
         t = self.timestep(step_ratio)
         alpha_bar = self.alphas_cumprod[t]
-        noise = torch.randn_like(latents)
-        noisy = alpha_bar.sqrt() * latents.detach() + (1 - alpha_bar).sqrt() * noise
+        noisy = alpha_bar.sqrt() * latents.detach() + (1 - alpha_bar).sqrt() * noise.to(latents.dtype)
         predicted = self.predict_noise(noisy.to(self.dtype), t, views)
-        gradient = torch.nan_to_num((1 - alpha_bar) * (predicted.float() - noise.float()))
+        gradient = torch.nan_to_num((1 - alpha_bar) * (predicted.float() - noise))
         target = (latents.float() - gradient).detach()
         # 0.5 |latents - target|^2 has exactly `gradient` as its derivative; divide so the weight is batch-free.
         return 0.5 * F.mse_loss(latents.float(), target, reduction="sum") / len(latents)
+
+
+def view_noise(views: ViewBatch, shape: torch.Size, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each view's posterior-sampling noise and diffusion noise, [B, *shape] each in fp32, from its own seed.
+
+    Per-view generators make a view's SDS term the same whichever views share its batch, so the
+    stages may score the views in chunks (chunks.py) without changing the gradient.
+    """
+    seeds = views.noise_seeds if views.noise_seeds is not None else draw_noise_seeds(len(views))
+    generators = [torch.Generator().manual_seed(int(seed)) for seed in seeds]
+    posterior = torch.stack([torch.randn(shape, generator=generator) for generator in generators])
+    diffusion = torch.stack([torch.randn(shape, generator=generator) for generator in generators])
+    return posterior.to(device), diffusion.to(device)

@@ -33,7 +33,8 @@ from ..gaussians import GaussianModel
 from ..keypoints import TemplateMatchingDetector, lift_keypoints, project_points
 from ..losses import keypoint_match_loss, pose_alignment_loss, reference_loss, spatio_temporal_consistency_loss
 from ..pretrained import PretrainedModel
-from ..priors import ViewBatch, build_prior, prior_weights
+from ..priors import ViewBatch, build_prior, draw_noise_seeds, prior_weights
+from ..priors.chunks import score_in_chunks
 from ..render import rasterize
 from ..run import Run
 from ..schedules import exponential_lr, reference_warmup, render_size, step_ratio
@@ -115,8 +116,8 @@ class DynamicStage(TrainingStage):
             self.detector = load_detector(self.run, support)
         else:
             size = self.settings.render_size
-            reference = composite(resize_square(self.run.reference(), size).to(self.device), self.background)
-            self.detector = TemplateMatchingDetector(reference, points)
+            reference = composite(resize_square(self.run.reference(), size).to(self.device), WHITE.to(self.device))
+            self.detector = TemplateMatchingDetector(reference, points)  # over white, as the renders it is shown
 
     @torch.no_grad()
     def _lift(self, support: torch.Tensor) -> torch.Tensor:
@@ -161,7 +162,10 @@ class DynamicStage(TrainingStage):
         cameras, elevations, azimuths, picks = novel_cameras(self.prior, count, size, self.generator, camera)
         repeated = frames.repeat_interleave(settings.views_per_frame)  # [B * V]
         backgrounds = WHITE.to(self.device).expand(count, 3)  # [B * V, 3]
-        return ViewBatch(cameras.to(self.device), elevations, azimuths, camera.radius, repeated, backgrounds, picks)
+        seeds = draw_noise_seeds(count, self.generator)
+        return ViewBatch(
+            cameras.to(self.device), elevations, azimuths, camera.radius, repeated, backgrounds, picks, seeds
+        )
 
     def render(self, deformed: list[dict[str, torch.Tensor]], views: ViewBatch | None):
         """Per deformed frame, the reference view and (in a second call, at their own size) that frame's novel views.
@@ -194,7 +198,7 @@ class DynamicStage(TrainingStage):
             "ref": reference_loss(
                 renders, self.target_rgb[frames], alphas, self.target_mask[frames], weights.ref.mask / weights.ref.rgb
             ),
-            "kml": self._keypoint_match(frames, renders) if weights.kml.weight > 0 else zero,
+            "kml": self._keypoint_match(frames, renders, alphas) if weights.kml.weight > 0 else zero,
             "scl": self._consistency(frames) if weights.scl.weight > 0 else zero,
         }
         priors = {}
@@ -203,14 +207,20 @@ class DynamicStage(TrainingStage):
             priors = self.motion_priors.terms(self.model.activated(), deformed, t)
         losses.update(priors)
         warmup = reference_warmup(self.step, iterations, weights.ref.warmup)
-        total = warmup * weights.ref.rgb * losses["ref"] + pose_alignment_loss(
-            losses["kml"], losses["scl"], weights.kml.weight, weights.scl.weight
-        ) + self.motion_priors.total(priors)
+        total = (
+            warmup * weights.ref.rgb * losses["ref"]
+            + pose_alignment_loss(losses["kml"], losses["scl"], weights.kml.weight, weights.scl.weight)
+            + self.motion_priors.total(priors)
+        )
+        sds_surrogate = zero  # carries the prior's gradient (priors/chunks.py)
         if views is not None:
-            losses["sds"] = self.prior.loss(novel_renders, novel_alphas, views, step_ratio(self.step, iterations))
-            total = total + weights.sds.weight * losses["sds"]
+            losses["sds"], sds_surrogate = score_in_chunks(
+                self.prior, novel_renders, novel_alphas, views, step_ratio(self.step, iterations),
+                self.settings.prior_chunk,
+            )  # fmt: skip
+            total = total + weights.sds.weight * losses["sds"]  # its value, to log: the loss itself is detached
         self.optimizer.zero_grad(set_to_none=True)
-        total.backward()
+        (total + weights.sds.weight * sds_surrogate).backward()
         self.optimizer.step()
         self.step += 1
         return {**{key: value.item() for key, value in losses.items()}, "total": total.item()}
@@ -226,14 +236,14 @@ class DynamicStage(TrainingStage):
         """The reference render beside the driving frame at the first and last frame; with KML, the
         keypoints on both (driving: the keypoints stage's; render: the deformed model's)."""
         frames = torch.tensor([0, self.num_frames - 1])
-        renders, _, _, _ = self.render(self.deformed(frames), None)  # [2, S, S, 3]
+        renders, alphas, _, _ = self.render(self.deformed(frames), None)  # [2, S, S, 3], [2, S, S, 1]
         targets = self.target_rgb[frames]  # [2, S, S, 3]
         images = {
             f"reference/frame_{frame}_render_vs_driving": torch.cat([render, target], dim=1).cpu()
             for frame, render, target in zip(frames.tolist(), renders, targets)
         }
         if hasattr(self, "keypoints"):
-            predicted = self._predicted_keypoints(frames, renders)  # [2, N, 2]
+            predicted = self._predicted_keypoints(frames, renders, alphas)  # [2, N, 2]
             visible = self.keypoint_visibility[frames].cpu()
             drawn_render = draw_keypoints(renders.cpu(), predicted.cpu(), self.skeleton, visible)
             drawn_driving = draw_keypoints(targets.cpu(), self.keypoints[frames].cpu(), self.skeleton, visible)
@@ -241,20 +251,23 @@ class DynamicStage(TrainingStage):
                 images[f"keypoints/frame_{frame}_render_vs_driving"] = torch.cat([render, target], dim=1)
         return images
 
-    def _keypoint_match(self, frames: torch.Tensor, renders: torch.Tensor) -> torch.Tensor:
+    def _keypoint_match(self, frames: torch.Tensor, renders: torch.Tensor, alphas: torch.Tensor) -> torch.Tensor:
         """L_KML between the driving frames' keypoints and those of the deformed model."""
-        predicted = self._predicted_keypoints(frames, renders)  # [B, N, 2]
+        predicted = self._predicted_keypoints(frames, renders, alphas)  # [B, N, 2]
         visibility = self.keypoint_visibility[frames]  # [B, N]
         return keypoint_match_loss(predicted, self.keypoints[frames], self.camera.width, visibility)
 
-    def _predicted_keypoints(self, frames: torch.Tensor, renders: torch.Tensor) -> torch.Tensor:
-        """The deformed model's keypoints [B, N, 2] at `frames`: lifted points moved by phi, or found on `renders`."""
+    def _predicted_keypoints(self, frames: torch.Tensor, renders: torch.Tensor, alphas: torch.Tensor) -> torch.Tensor:
+        """The deformed model's keypoints [B, N, 2] at `frames`: lifted points moved by phi, or found on `renders`
+        [B, S, S, 3] (over the run's background, with coverage `alphas` [B, S, S, 1])."""
         if self.cfg.loss.kml.mode == "lift":
             t = normalised_time(frames.float(), self.num_frames).to(self.device)
             points = self.deformation.deform_points(self.lifted_keypoints, t)  # [B, N, 3]
             batch = len(frames)
             return project_points(points, self.camera.viewmats.expand(batch, 4, 4), self.camera.Ks.expand(batch, 3, 3))
-        return self.detector(renders)
+        # The detector saw the driving frames and the support image over white: so must the renders, or its
+        # bias stops cancelling between the two sides of eq. 4 (with background=black, say).
+        return self.detector(renders + (1 - alphas) * (WHITE.to(renders) - self.background.to(renders)))
 
     def _consistency(self, frames: torch.Tensor) -> torch.Tensor:
         """L_SCL over each sampled frame and the next one (the last frame has no successor)."""
@@ -297,12 +310,13 @@ class DynamicStage(TrainingStage):
 
 
 def render_cameras(gaussians: dict, cameras: Cameras, backgrounds: torch.Tensor, backend: str):
-    """Colours [C, H, W, 3] and alphas [C, H, W, 1] of activated `gaussians` at `cameras` over `backgrounds` [C, 3]."""
+    """Colours [C, H, W, 3] in [0, 1] and alphas [C, H, W, 1] of activated `gaussians` at `cameras` over
+    `backgrounds` [C, 3]; clamped, as DreamGaussian4D's renderer returns every image it trains on."""
     colors, alphas, _ = rasterize(
         **gaussians, viewmats=cameras.viewmats, Ks=cameras.Ks, width=cameras.width, height=cameras.height,
         backgrounds=backgrounds, backend=backend,
     )  # fmt: skip
-    return colors, alphas
+    return colors.clamp(0, 1), alphas
 
 
 def check(cfg: DictConfig) -> list[PretrainedModel]:

@@ -21,7 +21,8 @@ from ..eval.heldout import score_heldout
 from ..export import image_grid
 from ..gaussians import GaussianModel
 from ..pretrained import PretrainedModel
-from ..priors import ViewBatch, build_prior, prior_weights
+from ..priors import ViewBatch, build_prior, draw_noise_seeds, prior_weights
+from ..priors.chunks import score_in_chunks
 from ..render import rasterize
 from ..run import Run
 from ..schedules import exponential_lr, reference_warmup, render_size, step_ratio
@@ -104,22 +105,27 @@ class StaticStage(TrainingStage):
             **gaussians, viewmats=self.reference_camera.viewmats, Ks=self.reference_camera.Ks, width=size,
             height=size, backgrounds=self.background[None], backend=self.cfg.render.backend,
         )  # fmt: skip
+        colors = colors.clamp(0, 1)  # as DreamGaussian's renderer returns every image (gs_renderer.py, render)
         warmup = reference_warmup(self.step, iterations, self.ref_warmup)
         rgb_error = F.mse_loss(colors[0], self.target_rgb)
         self.reference_mse = rgb_error.detach()  # for the log, before the warm-up factor
         losses = {"ref_rgb": warmup * rgb_error, "ref_mask": warmup * F.mse_loss(alphas[0], self.target_mask)}
+        prior_surrogate = torch.zeros((), device=self.device)  # carries the prior's gradient (priors/chunks.py)
         if self.prior is not None:
             views = self.sample_views()
             novel_colors, novel_alphas, info = rasterize(
                 **gaussians, viewmats=views.cameras.viewmats, Ks=views.cameras.Ks, width=views.cameras.width,
                 height=views.cameras.height, backgrounds=views.backgrounds, backend=self.cfg.render.backend,
             )  # fmt: skip
-            losses["prior"] = self.prior.loss(novel_colors, novel_alphas, views, step_ratio(self.step, iterations))
+            losses["prior"], prior_surrogate = score_in_chunks(
+                self.prior, novel_colors.clamp(0, 1), novel_alphas, views, step_ratio(self.step, iterations),
+                settings.prior_chunk,
+            )  # fmt: skip
         # DreamGaussian's densification statistics come from the prior's views (see Densifier.from_dreamgaussian).
         dreamgaussian_step = self.step + 1
         self.densifier.step_pre_backward(self.model, self.optimizers, dreamgaussian_step, info)
-        total = sum(settings.loss[key] * value for key, value in losses.items())
-        total.backward()
+        total = sum(settings.loss[key] * value for key, value in losses.items())  # the prior's value is detached
+        (total + settings.loss.prior * prior_surrogate).backward()
         for optimizer in self.optimizers.values():
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
@@ -161,9 +167,9 @@ class StaticStage(TrainingStage):
         )
         black = torch.rand(settings.batch_size, generator=self.generator) < settings.black_background_prob  # [B]
         backgrounds = (~black).float()[:, None].expand(-1, 3).to(self.device)  # [B, 3] white or black
-        return ViewBatch(
-            cameras.to(self.device), elevations, azimuths, camera.radius, backgrounds=backgrounds, view_indices=picks
-        )
+        seeds = draw_noise_seeds(settings.batch_size, self.generator)
+        return ViewBatch(cameras.to(self.device), elevations, azimuths, camera.radius, backgrounds=backgrounds,
+                         view_indices=picks, noise_seeds=seeds)  # fmt: skip
 
     def _schedule_means_lr(self) -> None:
         """DreamGaussian's exponential decay of the position learning rate, lr.means -> lr.means_final."""
