@@ -4,15 +4,17 @@ Every model is randomly initialised in its real architecture and on-disk format 
 downloads), and every stage runs through the pipeline's own classes at the default settings:
   rasteriser   gsplat vs the torch backend on one scene: image and gradient max abs error,
                forward + backward time at 256² and 512² with 16k and 100k Gaussians;
-  static       one step of the static stage (batch 16, fp16 Zero123 / Stable Zero123) at each
-               novel-view size of its schedule (128², 256², 512²): time and peak memory;
+  static       one step of the static stage (batch 16, fp16 Zero123 / Stable Zero123, scored
+               static.prior_chunk views at a time) at each novel-view size of its schedule
+               (128², 256², 512²): time and peak memory;
   video        Stable Video Diffusion at the default settings, with and without CPU offload;
   keypoints    PoseAnything (SwinV2-B, the release checkpoint's) on the 14 driving frames;
-  dynamic      one step of the dynamic stage (14 frames, 4 SDS views per frame) per deformation
-               network, at each novel-view size;
+  dynamic      one step of the dynamic stage (14 frames, 4 SDS views per frame, scored
+               dynamic.prior_chunk at a time) per deformation network, at each novel-view size;
   projection   the whole `image=cat.png` run from these times and the configured iterations,
                and whether each stage's peak fits a 24 GB card.
-Writes benchmarks/gpu_results.json and gpu_results.md. Without CUDA it says so and exits 0;
+These are the settings benchmarks/memory.py estimates peak memory at, so its CPU estimate can
+be checked against the peaks measured here. Writes benchmarks/gpu_results.json and gpu_results.md. Without CUDA it says so and exits 0;
 `--size tiny --allow-cpu` runs every section with tiny models on the CPU (what its test does).
 Run with `python benchmarks/gpu_check.py`.
 """

@@ -162,7 +162,7 @@ class DynamicStage(TrainingStage):
         cameras, elevations, azimuths, picks = novel_cameras(self.prior, count, size, self.generator, camera)
         repeated = frames.repeat_interleave(settings.views_per_frame)  # [B * V]
         backgrounds = WHITE.to(self.device).expand(count, 3)  # [B * V, 3]
-        seeds = draw_noise_seeds(count, self.generator)
+        seeds = draw_noise_seeds(count, self.step_generator())
         return ViewBatch(
             cameras.to(self.device), elevations, azimuths, camera.radius, repeated, backgrounds, picks, seeds
         )

@@ -167,7 +167,7 @@ class StaticStage(TrainingStage):
         )
         black = torch.rand(settings.batch_size, generator=self.generator) < settings.black_background_prob  # [B]
         backgrounds = (~black).float()[:, None].expand(-1, 3).to(self.device)  # [B, 3] white or black
-        seeds = draw_noise_seeds(settings.batch_size, self.generator)
+        seeds = draw_noise_seeds(settings.batch_size, self.step_generator())
         return ViewBatch(cameras.to(self.device), elevations, azimuths, camera.radius, backgrounds=backgrounds,
                          view_indices=picks, noise_seeds=seeds)  # fmt: skip
 

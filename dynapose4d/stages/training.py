@@ -101,6 +101,11 @@ class TrainingStage:
         """The current model for the live viewer (viewer=true): one viewer.Splats per frame."""
         raise NotImplementedError
 
+    def step_generator(self) -> torch.Generator:
+        """A generator seeded by the run's seed and the step alone: its draws (SDS noise seeds) repeat on
+        resume without a saved state, and leave the stage's own sampling (`self.generator`) untouched."""
+        return torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + self.step)
+
     # ----- checkpoints ----------------------------------------------------------------------
 
     @property
