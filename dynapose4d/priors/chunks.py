@@ -1,8 +1,8 @@
 """Scoring novel views in chunks, so a step's memory does not grow with its number of views.
 
-Zero123's VAE encoder keeps about 0.4 GiB of activations per 256² view in fp16 for the
+Zero123's VAE encoder keeps about 0.37 GiB of activations per 256² view in fp16 for the
 backward pass (benchmarks/memory.py): the dynamic stage's 14 frames x 4 views would need
-22 GiB at once. Here the renders are cut from the graph into leaves; each chunk of views
+20.7 GiB at once, 3 GiB in chunks of 8. Here the renders are cut from the graph into leaves; each chunk of views
 is scored and backpropagated into those leaves alone, which frees its activations before
 the next chunk; the stage then backpropagates the renders once, through a surrogate term
 whose gradient is the leaves' accumulated gradient. The gradient is the one of scoring all
