@@ -9,7 +9,14 @@ import torch
 
 from dynapose4d.errors import DynaPoseError
 from dynapose4d.eval.clip import load_clip
-from dynapose4d.eval.fvd import FVDPool, frechet_distance, fvd_from_features, i3d_features, load_i3d
+from dynapose4d.eval.fvd import (
+    FVDPool,
+    consistent4d_view_fvd,
+    frechet_distance,
+    fvd_from_features,
+    i3d_features,
+    load_i3d,
+)
 from dynapose4d.eval.image_metrics import psnr, ssim
 from dynapose4d.eval.scoring import score_animate124, score_consistent4d, summarize_consistent4d
 from dynapose4d.eval.suite import MetricSuite
@@ -109,12 +116,13 @@ def test_fvd_pool_gathers_every_view(stand_in_i3d):
     generator = torch.Generator().manual_seed(1)
     real = torch.rand(4, 3, 16, 16, 3, generator=generator)  # [V, T, H, W, 3]
     pool = FVDPool(stand_in_i3d)
-    pool.add(real, real)
-    pool.add(real.flip(0), real.flip(0))
-    assert sum(len(features) for features in pool.real) == 8
-    assert pool.compute() == pytest.approx(0, abs=1e-9)
-    pool.add(real, real * 0.5)  # darker renders: the generated feature mean moves
-    assert pool.compute() > 0.1
+    pool.add("a", real, real)
+    pool.add("b", real.flip(0), real.flip(0))
+    assert sum(len(features) for features in pool.real.values()) == 8
+    assert pool.pooled() == pytest.approx(0, abs=1e-9)
+    assert pool.consistent4d() == {"mean": pytest.approx(0, abs=1e-9), "per_object": {"a": 0.0, "b": 0.0}}
+    pool.add("c", real, real * 0.5)  # darker renders: the generated feature mean moves
+    assert pool.pooled() > 0.1 and pool.consistent4d()["per_object"]["c"] > 0.1
 
 
 def test_missing_i3d_says_where_to_get_it():
@@ -196,10 +204,38 @@ def test_lpips_and_pooled_fvd_in_consistent4d_scores(stand_in_i3d):
     generator = torch.Generator().manual_seed(3)
     gt = torch.rand(4, 2, 16, 16, 3, generator=generator)
     pool = FVDPool(suite.i3d)
-    same = score_consistent4d(gt, gt, suite, size=64, fvd_pool=pool)  # AlexNet needs more than 16 px
+    same = score_consistent4d(gt, gt, suite, size=64, fvd_pool=pool, name="same")  # AlexNet needs more than 16 px
     assert same["lpips"]["per_view"] == pytest.approx([0.0] * 4, abs=1e-6)
-    other = score_consistent4d(gt.flip(1), gt, suite, size=64, fvd_pool=pool)
+    other = score_consistent4d(gt.flip(1), gt, suite, size=64, fvd_pool=pool, name="other")
     assert other["lpips"]["mean"] > 0
     summary = summarize_consistent4d({"same": same, "other": other}, suite, pool)
     assert summary["lpips"]["per_object"]["same"] == same["lpips"]["mean"]
-    assert summary["fvd"]["pooled"] == pytest.approx(0, abs=1e-9)  # flipped in time: same per-clip statistics
+    assert summary["fvd_pooled"]["mean"] == pytest.approx(0, abs=1e-9)  # flipped in time: same per-clip statistics
+    assert summary["fvd"]["mean"] == pytest.approx(0, abs=1e-9)
+
+
+def test_consistent4d_view_fvd_is_the_numpy_1_formula_computed_by_hand():
+    """compute_fvd.py under numpy 1.x: mu = the feature row, sigma = its scalar variance over the D features."""
+    real, generated = np.array([1.0, 2.0, 3.0, 6.0]), np.array([0.0, 2.0, 5.0, 5.0])
+    # |d|^2 = 1 + 0 + 4 + 1 = 6; variances (ddof=1): real mean 3 -> (4+1+0+9)/3 = 14/3, generated mean 3 -> 18/3
+    s1, s2 = 14 / 3, 18 / 3
+    expected = 6 + s1 + s2 - 2 * np.sqrt(s1 * s2)
+    assert consistent4d_view_fvd(real, generated) == pytest.approx(expected, rel=1e-12)
+    assert consistent4d_view_fvd(real, real) == 0.0
+
+
+def test_consistent4d_fvd_averages_views_then_objects(stand_in_i3d):
+    """A hand-made layout: object a's views differ by 0 and by a shift, object b's by nothing."""
+    generator = torch.Generator().manual_seed(4)
+    real = torch.rand(2, 3, 16, 16, 3, generator=generator)  # [V=2, T, H, W, 3]
+    shifted = real.clone()
+    shifted[1] = (shifted[1] * 0.5).clamp(0, 1)
+    pool = FVDPool(stand_in_i3d)
+    pool.add("a", real, shifted)
+    pool.add("b", real, real)
+    features_real, features_shifted = i3d_features(stand_in_i3d, real[1:]), i3d_features(stand_in_i3d, shifted[1:])
+    view = consistent4d_view_fvd(features_real[0], features_shifted[0])
+    result = pool.consistent4d()
+    assert view > 0
+    assert result["per_object"] == {"a": pytest.approx(view / 2), "b": 0.0}
+    assert result["mean"] == pytest.approx(view / 4)

@@ -9,12 +9,14 @@ Preprocessing follows Consistent4D's compute_fvd.py: each channel of each frame 
 224x224 with PIL bicubic (float mode), then x / 127.5 - 1. The real I3D needs about 10+ frames;
 Consistent4D clips have 32.
 
-Pooling. compute_fvd.py fits a Gaussian to the single feature vector of one view's video, whose
-covariance is undefined (np.cov of one sample is NaN), so its per-view FVD cannot be reproduced.
-Here the real set is the I3D features of every ground-truth view video of every scored object
-(4 views x 7 objects = 28 videos for the full benchmark) and the generated set the matching
-renders; each set gets its mean and unbiased covariance (np.cov, ddof=1, as compute_fvd.py) and
-FVD is the distance between the two. One number per benchmark run, not per object.
+Two numbers, from the same features:
+  fvd         Consistent4D's own (compute_fvd.py): one distance per (object, view) between the
+              features of ONE real and ONE generated video, the mean over an object's 4 views,
+              then over objects. Its statistics of a single [1, D] feature row are degenerate:
+              see consistent4d_view_fvd. Every published Consistent4D "FVD" is this quantity.
+  fvd_pooled  a Fréchet distance that is defined: the real set is the features of every
+              ground-truth view video of every scored object (4 x 7 = 28 for the full benchmark),
+              the generated set the matching renders, each with its mean and unbiased covariance.
 """
 
 import warnings
@@ -109,18 +111,44 @@ def fvd_from_features(real: np.ndarray, generated: np.ndarray) -> float:
     )
 
 
+def consistent4d_view_fvd(real: np.ndarray, generated: np.ndarray) -> float:
+    """Consistent4D's FVD of one view: the I3D features [D] of one real and one generated video.
+
+    compute_fvd.py takes mu = np.mean(feats, axis=0) and sigma = np.cov(feats, rowvar=False) of a
+    [1, D] array. numpy 1.x transposes for rowvar=False only when there is more than one row, so
+    it reads the single row as ONE variable observed D times and returns a scalar: the variance of
+    the D features (ddof=1). With scalar covariances the Fréchet distance
+    |mu1 - mu2|^2 + s1 + s2 - 2 sqrt(s1 s2) is
+        |f_real - f_generated|^2 + (std(f_real) - std(f_generated))^2,
+    std over the D features with ddof=1. (numpy 2 gives a D x D NaN matrix for the same call.)
+    """
+    real, generated = np.asarray(real, np.float64), np.asarray(generated, np.float64)
+    difference = real - generated
+    return float(difference @ difference + (real.std(ddof=1) - generated.std(ddof=1)) ** 2)
+
+
 class FVDPool:
-    """I3D features of real and generated videos, gathered over every view of every scored object."""
+    """I3D features of real and generated videos, per scored object and view."""
 
     def __init__(self, i3d):
         self.i3d = i3d
-        self.real: list[np.ndarray] = []  # each [V, D]
-        self.generated: list[np.ndarray] = []
+        self.real: dict[str, np.ndarray] = {}  # object -> [V, D]
+        self.generated: dict[str, np.ndarray] = {}
 
-    def add(self, real: torch.Tensor, generated: torch.Tensor) -> None:
-        """Add one object's view videos, real and generated [V, T, H, W, 3] in [0, 1]."""
-        self.real.append(i3d_features(self.i3d, real))
-        self.generated.append(i3d_features(self.i3d, generated))
+    def add(self, name: str, real: torch.Tensor, generated: torch.Tensor) -> None:
+        """Add object `name`'s view videos, real and generated [V, T, H, W, 3] in [0, 1]."""
+        self.real[name] = i3d_features(self.i3d, real)
+        self.generated[name] = i3d_features(self.i3d, generated)
 
-    def compute(self) -> float:
-        return fvd_from_features(np.concatenate(self.real), np.concatenate(self.generated))
+    def consistent4d(self) -> dict:
+        """Consistent4D's FVD: {"mean": over objects, "per_object": {name: mean over its views}}."""
+        per_object = {
+            name: float(np.mean([consistent4d_view_fvd(r, g) for r, g in zip(self.real[name], self.generated[name])]))
+            for name in self.real
+        }
+        return {"mean": float(np.mean(list(per_object.values()))), "per_object": per_object}
+
+    def pooled(self) -> float:
+        return fvd_from_features(
+            np.concatenate(list(self.real.values())), np.concatenate(list(self.generated.values()))
+        )

@@ -25,6 +25,10 @@ from .frames import from_uint8, to_uint8
 CONSISTENT4D_OBJECTS = ("aurorus", "crocodile", "guppie", "monster", "pistol", "skull", "trump")
 CONSISTENT4D_VIEWS = 4
 CONSISTENT4D_FRAMES = 32
+# Azimuths (degrees, 0 = the input video's camera) of eval_0..eval_3, at the input's elevation and
+# radius: "four distinct views at azimuth angles of -75°, 15°, 105°, and 195°, respectively" (the
+# test data's readme.txt, quoted by the benchmark's author in yanqinJiang/Consistent4D issue #12).
+CONSISTENT4D_AZIMUTHS = (-75.0, 15.0, 105.0, 195.0)
 
 
 def load_frame(path: Path) -> torch.Tensor:

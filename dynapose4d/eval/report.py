@@ -35,9 +35,13 @@ def markdown_table(result: dict, title: str) -> str:
     for name, scores in result["objects"].items():
         lines.append(f"| {name} | " + " | ".join(_number(scores[m].get("mean")) for m in shown) + " |")
     lines.append("| **mean** | " + " | ".join(_number(result["summary"][m]["mean"]) for m in shown) + " |")
-    fvd = result["summary"].get("fvd", {})
-    if "pooled" in fvd:
-        lines += ["", f"FVD (I3D features pooled over all views and objects): {_number(fvd['pooled'])}"]
+    summary = result["summary"]
+    if "mean" in summary.get("fvd", {}):
+        lines += [
+            "",
+            f"FVD (Consistent4D's: per view, mean over views, then objects): {_number(summary['fvd']['mean'])}",
+        ]
+        lines += [f"FVD pooled (one distance over every view and object): {_number(summary['fvd_pooled']['mean'])}"]
     skipped = {m: entry["skipped"] for m, entry in result["summary"].items() if "skipped" in entry}
     if skipped:
         lines += ["", "Skipped:"] + [f"- {metric}: {reason}" for metric, reason in skipped.items()]

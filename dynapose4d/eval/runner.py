@@ -20,7 +20,13 @@ from ..data.sample import load_sample
 from ..errors import DynaPoseError
 from ..pipeline import resolve_device
 from .fvd import FVDPool
-from .layouts import animate124_cases, consistent4d_objects, load_animate124_image, save_view_frames
+from .layouts import (
+    CONSISTENT4D_AZIMUTHS,
+    animate124_cases,
+    consistent4d_objects,
+    load_animate124_image,
+    save_view_frames,
+)
 from .report import write_report
 from .runs import latest_finished_run, render_run
 from .scoring import score_animate124, score_consistent4d, score_consistent4d_folders, summarize_consistent4d
@@ -85,19 +91,31 @@ def _ground_truth(cfg: DictConfig, suite: MetricSuite, output_dir: Path, device:
     pred = render_run(run_dir, sample.eval_cameras(), cfg.backend, device)
     pool = FVDPool(suite.i3d) if suite.i3d is not None else None
     name = run_dir.parent.name
-    per_object = {name: score_consistent4d(pred, truth, suite, sample.eval_renders.shape[2], pool)}
+    per_object = {name: score_consistent4d(pred, truth, suite, sample.eval_renders.shape[2], pool, name)}
     return {"objects": per_object, "summary": summarize_consistent4d(per_object, suite, pool)}
+
+
+def evaluation_azimuths(cfg: DictConfig) -> list[float]:
+    """`views.azimuths`, or the benchmark's own when null (Consistent4D's; Animate124 publishes none).
+
+    Consistent4D's azimuths turn the same way as ours: from the input camera towards its own
+    right (threestudio's uncond_t.py cameras, which its author gives for reproducing the views;
+    tests/test_eval_views.py checks the mapping).
+    """
+    if cfg.views.azimuths is not None:
+        return [float(azimuth) for azimuth in cfg.views.azimuths]
+    if cfg.benchmark == "consistent4d":
+        return list(CONSISTENT4D_AZIMUTHS)
+    raise DynaPoseError(
+        f"views.azimuths is not set and benchmark={cfg.benchmark} publishes no evaluation cameras; give the "
+        "azimuths (degrees, 0 = the input view) that match your ground truth, e.g. views.azimuths=[0,90,180,270]"
+    )
 
 
 def _render(cfg: DictConfig, run_dir: Path, device: torch.device) -> torch.Tensor:
     views = cfg.views
-    if views.azimuths is None:
-        raise DynaPoseError(
-            "views.azimuths is not set: the benchmark does not publish its evaluation cameras; give the azimuths "
-            "(degrees, 0 = the input view) that match your ground truth, e.g. views.azimuths=[0,90,180,270]"
-        )
-    elevations = torch.full((len(views.azimuths),), float(views.elevation))
-    azimuths = torch.tensor(list(views.azimuths), dtype=torch.float32)
+    azimuths = torch.tensor(evaluation_azimuths(cfg), dtype=torch.float32)
+    elevations = torch.full((len(azimuths),), float(views.elevation))
     cameras = orbit_cameras(elevations, azimuths, views.radius, views.fovy, cfg.size, cfg.size)
     return render_run(run_dir, cameras, cfg.backend, device)
 

@@ -2,8 +2,9 @@
 
 Consistent4D (compute_image_level_metrics.py): every frame resized to 512x512 (PIL bicubic,
 8-bit), per-frame CLIP / LPIPS / PSNR / SSIM, mean over a view's frames, mean over the 4 views
-(an object's number), mean over objects. FVD pools I3D features over all views and objects
-(see fvd.py), from the frames at their own resolution as compute_fvd.py reads them.
+(an object's number), mean over objects. FVD is Consistent4D's per-view distance averaged the
+same way, and `fvd_pooled` a distance over the features of all views and objects (fvd.py), both
+from the frames at their own resolution as compute_fvd.py reads them.
 
 Every metric entry is {"mean": ..., "per_view": [...]} (or "per_object"), or
 {"skipped": reason} when its weights are missing.
@@ -32,7 +33,8 @@ def score_consistent4d(
     gt: torch.Tensor,  # [V, T, H', W', 3] in [0, 1], ground truth composited on white
     suite: MetricSuite,
     size: int = CONSISTENT4D_SIZE,
-    fvd_pool: FVDPool | None = None,  # gathers this object's I3D features for the pooled FVD
+    fvd_pool: FVDPool | None = None,  # gathers this object's I3D features for the FVDs
+    name: str = "object",  # the object's name in `fvd_pool`
 ) -> dict:
     """One object's Consistent4D image-level scores: per view, and their mean."""
     if pred.shape[:2] != gt.shape[:2]:
@@ -50,7 +52,7 @@ def score_consistent4d(
         else:
             result[metric] = suite.skip_entry(metric)
     if fvd_pool is not None:
-        fvd_pool.add(gt, pred)
+        fvd_pool.add(name, gt, pred)
     return result
 
 
@@ -69,7 +71,7 @@ def _view_scores(pred: torch.Tensor, gt: torch.Tensor, suite: MetricSuite) -> di
 
 
 def summarize_consistent4d(per_object: dict[str, dict], suite: MetricSuite, fvd_pool: FVDPool | None) -> dict:
-    """Means over objects of `score_consistent4d` results, and the pooled FVD."""
+    """Means over objects of `score_consistent4d` results, and both FVDs."""
     summary = {}
     for metric in IMAGE_METRICS:
         means = {name: scores[metric]["mean"] for name, scores in per_object.items() if "mean" in scores[metric]}
@@ -77,7 +79,10 @@ def summarize_consistent4d(per_object: dict[str, dict], suite: MetricSuite, fvd_
             summary[metric] = {"mean": _mean(means.values()), "per_object": means}
         else:
             summary[metric] = suite.skip_entry(metric)
-    summary["fvd"] = {"pooled": fvd_pool.compute()} if fvd_pool is not None else suite.skip_entry("fvd")
+    if fvd_pool is None:
+        summary["fvd"] = suite.skip_entry("fvd")
+    else:
+        summary["fvd"], summary["fvd_pooled"] = fvd_pool.consistent4d(), {"mean": fvd_pool.pooled()}
     return summary
 
 
@@ -93,8 +98,13 @@ def score_consistent4d_folders(
     fvd_pool = FVDPool(suite.i3d) if suite.i3d is not None else None
     per_object = {
         name: score_consistent4d(
-            load_consistent4d_views(pred_root, name), load_consistent4d_views(gt_root, name), suite, size, fvd_pool
-        )
+            load_consistent4d_views(pred_root, name),
+            load_consistent4d_views(gt_root, name),
+            suite,
+            size,
+            fvd_pool,
+            name,
+        )  # fmt: skip
         for name in objects
     }
     return {"objects": per_object, "summary": summarize_consistent4d(per_object, suite, fvd_pool)}
