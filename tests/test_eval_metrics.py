@@ -15,6 +15,7 @@ from dynapose4d.eval.fvd import (
     frechet_distance,
     fvd_from_features,
     i3d_features,
+    i3d_input,
     load_i3d,
 )
 from dynapose4d.eval.image_metrics import psnr, ssim
@@ -120,7 +121,8 @@ def test_fvd_pool_gathers_every_view(stand_in_i3d):
     pool.add("b", real.flip(0), real.flip(0))
     assert sum(len(features) for features in pool.real.values()) == 8
     assert pool.pooled() == pytest.approx(0, abs=1e-9)
-    assert pool.consistent4d() == {"mean": pytest.approx(0, abs=1e-9), "per_object": {"a": 0.0, "b": 0.0}}
+    assert pool.consistent4d() == {"mean": pytest.approx(0, abs=1e-9), "per_object": {"a": 0.0, "b": 0.0},
+                                   "network": "StyleGAN-V torchscript I3D features"}  # fmt: skip
     pool.add("c", real, real * 0.5)  # darker renders: the generated feature mean moves
     assert pool.pooled() > 0.1 and pool.consistent4d()["per_object"]["c"] > 0.1
 
@@ -239,3 +241,23 @@ def test_consistent4d_fvd_averages_views_then_objects(stand_in_i3d):
     assert view > 0
     assert result["per_object"] == {"a": pytest.approx(view / 2), "b": 0.0}
     assert result["mean"] == pytest.approx(view / 4)
+
+
+def test_the_benchmark_s_i3d_state_dict_gives_time_averaged_logits_to_both_fvds(tmp_path):
+    """i3d_pretrained_400.pt's format (a torch.save state dict of pytorch-i3d's network) loads as that network."""
+    from dynapose4d.eval.i3d import InceptionI3d, time_averaged_logits
+
+    torch.manual_seed(0)
+    path = tmp_path / "i3d_pretrained_400.pt"
+    torch.save(InceptionI3d(400, in_channels=3).state_dict(), path)
+    i3d = load_i3d(str(path))
+    assert isinstance(i3d, InceptionI3d) and not i3d.training
+    videos = torch.rand(2, 9, 24, 24, 3, generator=torch.Generator().manual_seed(5))  # [V, T, H, W, 3]
+    features = i3d_features(i3d, videos)  # [2, 400]
+    with torch.no_grad():
+        batch = torch.stack([i3d_input(video) for video in videos])  # [2, 3, 9, 224, 224]
+        expected = time_averaged_logits(i3d, i3d.features(batch)).double().numpy()
+    np.testing.assert_allclose(features, expected, rtol=1e-6)
+    pool = FVDPool(i3d)
+    pool.add("a", videos, videos.flip(0))
+    assert pool.consistent4d()["network"].startswith("pytorch-i3d") and pool.consistent4d()["mean"] > 0

@@ -1,13 +1,16 @@
 """Fréchet Video Distance: the Fréchet distance between Gaussians fitted to I3D features of
 real and generated videos.
 
-Detector: StyleGAN-V's torchscript I3D (`i3d_torchscript.pt`, Kinetics-400), called as
-    i3d(videos, rescale=False, resize=False, return_features=True) -> [N, 400]
-with videos [N, 3, T, 224, 224] float in [-1, 1]; with those flags it neither rescales nor resizes,
-and returns the 400-d features before the softmax (as in StyleGAN-V and common_metrics_on_video_quality).
-Preprocessing follows Consistent4D's compute_fvd.py: each channel of each frame resized to
-224x224 with PIL bicubic (float mode), then x / 127.5 - 1. The real I3D needs about 10+ frames;
-Consistent4D clips have 32.
+Detector (`eval.fvd_i3d`, either file):
+  i3d_pretrained_400.pt   the benchmark's own: pytorch-i3d's InceptionI3d(400) state dict, which
+                          Consistent4D's compute_fvd.py loads; the feature is the Kinetics-400
+                          logits averaged over time (i3d.py). Published Consistent4D FVDs use it.
+  i3d_torchscript.pt      StyleGAN-V's torchscript I3D, called as
+                          i3d(videos, rescale=False, resize=False, return_features=True) -> [N, 400],
+                          the 400-d features before the softmax (StyleGAN-V, common_metrics_on_video_quality).
+Both take videos [N, 3, T, 224, 224] in [-1, 1]. Preprocessing follows compute_fvd.py: each channel
+of each frame resized to 224x224 with PIL bicubic (float mode), then x / 127.5 - 1. The real I3D
+needs about 10+ frames; Consistent4D clips have 32.
 
 Two numbers, from the same features:
   fvd         Consistent4D's own (compute_fvd.py): one distance per (object, view) between the
@@ -20,6 +23,8 @@ Two numbers, from the same features:
 """
 
 import warnings
+import zipfile
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -28,6 +33,8 @@ from PIL import Image
 from ..errors import DynaPoseError
 from ..pretrained import PretrainedModel, resolve_pretrained
 from .frames import to_uint8
+from .i3d import InceptionI3d, load_i3d_400
+from .i3d import i3d_features as consistent4d_features
 
 I3D_DOWNLOAD = "https://www.dropbox.com/s/ge9e5ujwgetktms/i3d_torchscript.pt?dl=1"
 I3D_SIZE = 224
@@ -35,7 +42,7 @@ I3D_SIZE = 224
 
 def i3d_weights(path: str | None) -> PretrainedModel:
     return PretrainedModel(
-        name="I3D (Kinetics-400, StyleGAN-V torchscript)",
+        name="I3D (Kinetics-400: Consistent4D's i3d_pretrained_400.pt, or StyleGAN-V's torchscript)",
         location=path,
         config_key="eval.fvd_i3d",
         licence="Apache-2.0 (DeepMind kinetics-i3d)",
@@ -43,12 +50,30 @@ def i3d_weights(path: str | None) -> PretrainedModel:
     )
 
 
-def load_i3d(path: str | None, device="cpu") -> torch.jit.ScriptModule:
-    """The torchscript I3D at `path` (DynaPoseError saying where to get it when absent)."""
+def load_i3d(path: str | None, device="cpu") -> "InceptionI3d | torch.jit.ScriptModule":
+    """The I3D at `path`: pytorch-i3d's network for a state dict, StyleGAN-V's for a torchscript archive
+    (DynaPoseError saying where to get one when absent)."""
     path = resolve_pretrained(i3d_weights(path))
-    with warnings.catch_warnings():  # torch.jit.load is deprecated, but the published I3D exists only as torchscript
+    if not is_torchscript(path):
+        return load_i3d_400(path, device)
+    with warnings.catch_warnings():  # torch.jit.load is deprecated, but StyleGAN-V's I3D exists only as torchscript
         warnings.simplefilter("ignore", FutureWarning)
         return torch.jit.load(str(path), map_location=device).eval()
+
+
+def is_torchscript(path: Path) -> bool:
+    """A torchscript archive (its zip holds the module's code), not a torch.save state dict."""
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as archive:
+        return any("/code/" in name for name in archive.namelist())
+
+
+def i3d_network(i3d) -> str:
+    """Which I3D the features come from, for the report."""
+    if isinstance(i3d, InceptionI3d):
+        return "pytorch-i3d InceptionI3d(400), logits averaged over time (Consistent4D's)"
+    return "StyleGAN-V torchscript I3D features"
 
 
 def i3d_input(video: torch.Tensor) -> torch.Tensor:
@@ -69,6 +94,8 @@ def i3d_features(i3d, videos: torch.Tensor) -> np.ndarray:
     """I3D features [N, D] of videos [N, T, H, W, 3] in [0, 1]."""
     device = next(iter(i3d.parameters()), torch.empty(0)).device
     batch = torch.stack([i3d_input(video) for video in videos]).to(device)  # [N, 3, T, 224, 224]
+    if isinstance(i3d, InceptionI3d):
+        return consistent4d_features(i3d, batch).double().cpu().numpy()
     with torch.no_grad():
         return i3d(batch, rescale=False, resize=False, return_features=True).double().cpu().numpy()
 
@@ -141,12 +168,13 @@ class FVDPool:
         self.generated[name] = i3d_features(self.i3d, generated)
 
     def consistent4d(self) -> dict:
-        """Consistent4D's FVD: {"mean": over objects, "per_object": {name: mean over its views}}."""
+        """Consistent4D's FVD: {"mean": over objects, "per_object": {name: mean over its views}, "network"}."""
         per_object = {
             name: float(np.mean([consistent4d_view_fvd(r, g) for r, g in zip(self.real[name], self.generated[name])]))
             for name in self.real
         }
-        return {"mean": float(np.mean(list(per_object.values()))), "per_object": per_object}
+        return {"mean": float(np.mean(list(per_object.values()))), "per_object": per_object,
+                "network": i3d_network(self.i3d)}  # fmt: skip
 
     def pooled(self) -> float:
         return fvd_from_features(

@@ -42,6 +42,7 @@ def markdown_table(result: dict, title: str) -> str:
             f"FVD (Consistent4D's: per view, mean over views, then objects): {_number(summary['fvd']['mean'])}",
         ]
         lines += [f"FVD pooled (one distance over every view and object): {_number(summary['fvd_pooled']['mean'])}"]
+        lines += [f"FVD features: {summary['fvd']['network']}"]
     skipped = {m: entry["skipped"] for m, entry in result["summary"].items() if "skipped" in entry}
     if skipped:
         lines += ["", "Skipped:"] + [f"- {metric}: {reason}" for metric, reason in skipped.items()]

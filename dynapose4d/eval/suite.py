@@ -12,6 +12,7 @@ import torch
 from ..errors import DynaPoseError
 from .clip import CLIP_BENCHMARK_MODEL, Clip, load_clip
 from .fvd import load_i3d
+from .i3d import InceptionI3d
 from .lpips_metric import LPIPS_BACKBONES, LPIPS_BENCHMARK_NET, load_lpips
 
 
@@ -19,7 +20,7 @@ from .lpips_metric import LPIPS_BACKBONES, LPIPS_BENCHMARK_NET, load_lpips
 class MetricSuite:
     lpips: torch.nn.Module | None = None
     clip: Clip | None = None
-    i3d: torch.jit.ScriptModule | None = None
+    i3d: "InceptionI3d | torch.jit.ScriptModule | None" = None  # fvd.load_i3d's
     skipped: dict[str, str] = field(default_factory=dict)  # metric -> why it is missing
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
 
@@ -28,7 +29,7 @@ class MetricSuite:
         cls,
         lpips_net: str = LPIPS_BENCHMARK_NET,  # eval.lpips_net
         clip_model: str = CLIP_BENCHMARK_MODEL,  # eval.clip_model: hub id or local directory
-        fvd_i3d: str | None = None,  # eval.fvd_i3d: path to i3d_torchscript.pt
+        fvd_i3d: str | None = None,  # eval.fvd_i3d: path to i3d_pretrained_400.pt or i3d_torchscript.pt
         device="cpu",
         local_only: bool = False,  # never download (CLIP from the hub cache or a local directory only)
     ) -> "MetricSuite":
