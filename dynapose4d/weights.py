@@ -12,7 +12,8 @@
 | poseanything   | poseanything/demo_b.pth                  | PoseAnything's GitHub release     | keypoints.checkpoint |
 | rembg          | rembg/u2net.onnx                         | rembg's GitHub release            | U2NET_HOME           |
 | clip (--eval)  | clip-vit-base-patch32/                   | openai/clip-vit-base-patch32      | eval.py clip_model   |
-| i3d (--eval)   | i3d/i3d_torchscript.pt                   | Dropbox (StyleGAN-V)              | eval.py fvd_i3d      |
+| i3d_400 (--eval) | i3d/i3d_pretrained_400.pt              | Google Drive (Consistent4D, DisCo) | eval.py fvd_i3d     |
+| i3d            | i3d/i3d_torchscript.pt                   | Dropbox (StyleGAN-V)              | eval.py fvd_i3d      |
 | lpips (--eval) | torch/hub/checkpoints/vgg16-397923af.pth | download.pytorch.org              | TORCH_HOME           |
 
 The default download (no --only) is what the default pipeline loads: zero123, svd, poseanything, rembg.
@@ -35,6 +36,7 @@ from .downloads import fetch_file, recorded_checksum_differs
 from .errors import DynaPoseError, first_line
 from .eval.clip import clip_weights
 from .eval.fvd import I3D_DOWNLOAD, i3d_weights
+from .eval.i3d import I3D_400_URL
 from .pretrained import (
     MissingWeights,
     PretrainedModel,
@@ -94,16 +96,28 @@ ALTERNATIVES = (
     Weights("stable_zero123", ZERO123_MODELS["stable_zero123"], "stable-zero123", "about 5 GB"),
     _svd("svd_xt", "svd-img2vid-xt"),
 )
+# Consistent4D's FVD network (its README links the file; no checksum is published: ours is recorded at download).
+I3D_400 = PretrainedModel(
+    "I3D Kinetics-400, pytorch-i3d (Consistent4D's FVD network)",
+    None,
+    "eval.fvd_i3d",
+    "Apache-2.0 (pytorch-i3d; weights from DeepMind's kinetics-i3d)",
+    download=I3D_400_URL,
+)
 EVALUATION = (
     Weights("clip", clip_weights(), "clip-vit-base-patch32", "about 1.2 GB",
             use="clip_model={dir}/clip-vit-base-patch32 (scripts/eval.py)"),
-    Weights("i3d", i3d_weights(None), "i3d/i3d_torchscript.pt", "about 50 MB", url=I3D_DOWNLOAD,
-            use="fvd_i3d={dir}/i3d/i3d_torchscript.pt (scripts/eval.py)"),
+    Weights("i3d_400", I3D_400, "i3d/i3d_pretrained_400.pt", "about 49 MB", url=I3D_400_URL,
+            use="fvd_i3d={dir}/i3d/i3d_pretrained_400.pt (scripts/eval.py)"),
     Weights("lpips", PretrainedModel("LPIPS VGG16 backbone", None, "TORCH_HOME", "BSD-3-Clause (torchvision)",
                                      download=LPIPS_VGG_URL), "torch/hub/checkpoints/vgg16-397923af.pth", "528 MB",
             url=LPIPS_VGG_URL, use="TORCH_HOME={dir}/torch (environment variable, for LPIPS)"),
 )  # fmt: skip
-CATALOGUE = {weights.key: weights for weights in (*PIPELINE, *ALTERNATIVES, *EVALUATION)}
+EVALUATION_ALTERNATIVES = (  # --only i3d: StyleGAN-V's I3D, the features of most other FVDs
+    Weights("i3d", i3d_weights(None), "i3d/i3d_torchscript.pt", "about 50 MB", url=I3D_DOWNLOAD,
+            use="fvd_i3d={dir}/i3d/i3d_torchscript.pt (scripts/eval.py)"),
+)  # fmt: skip
+CATALOGUE = {weights.key: weights for weights in (*PIPELINE, *ALTERNATIVES, *EVALUATION, *EVALUATION_ALTERNATIVES)}
 
 
 def catalogue_entry(model: PretrainedModel) -> Weights | None:

@@ -242,7 +242,7 @@ def test_dry_run_names_every_model_and_the_offline_setting_without_downloading(t
 
     result = download_weights("--dry-run", "--eval", "--dir", "w", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    for weights in [CATALOGUE[key] for key in ("zero123", "svd", "poseanything", "rembg", "clip", "i3d", "lpips")]:
+    for weights in [CATALOGUE[key] for key in ("zero123", "svd", "poseanything", "rembg", "clip", "i3d_400", "lpips")]:
         assert f"{weights.model.name} [{weights.key}], {weights.size}" in result.stdout
         assert weights.model.licence in result.stdout and str(tmp_path / "w" / weights.path) in result.stdout
     assert "hf auth login" in result.stdout and f"weights_dir={tmp_path / 'w'} " in result.stdout

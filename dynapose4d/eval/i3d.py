@@ -22,6 +22,8 @@ from torch import nn
 from ..errors import DynaPoseError
 
 I3D_400_DOWNLOAD = "https://drive.google.com/file/d/1J8w3fGj6H6kmcW9G8Ff6tRQofblaG5Vn/view"
+# The same Google Drive file as a direct download (under Drive's 100 MB virus-scan page), for download_weights.py.
+I3D_400_URL = "https://drive.google.com/uc?export=download&id=1J8w3fGj6H6kmcW9G8Ff6tRQofblaG5Vn"
 I3D_SIZE = 224  # the frame size both heads assume: 224 / 32 = 7, the AvgPool3d's spatial kernel
 NUM_CLASSES = 400  # Kinetics-400
 
