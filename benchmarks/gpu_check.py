@@ -14,7 +14,8 @@ downloads), and every stage runs through the pipeline's own classes at the defau
   projection   the whole `image=cat.png` run from these times and the configured iterations,
                and whether each stage's peak fits a 24 GB card.
 These are the settings benchmarks/memory.py estimates peak memory at, so its CPU estimate can
-be checked against the peaks measured here. Writes benchmarks/gpu_results.json and gpu_results.md. Without CUDA it says so and exits 0;
+be checked against the peaks measured here. Writes benchmarks/gpu_results.json and gpu_results.md.
+Without CUDA it says so and exits 0;
 `--size tiny --allow-cpu` runs every section with tiny models on the CPU (what its test does).
 Run with `python benchmarks/gpu_check.py`.
 """

@@ -48,7 +48,15 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from gpu_check import CARD_GIB, SIZES, prepare_run, random_cape_checkpoint, stage_config  # noqa: E402
+from gpu_check import (  # noqa: E402
+    CARD_GIB,
+    SIZES,
+    peak_gib,
+    prepare_run,
+    random_cape_checkpoint,
+    reset_peak,
+    stage_config,
+)
 
 GIB = 2**30
 ADAM_COPIES = 4  # a trained fp32 tensor: itself, its gradient and Adam's two moments
@@ -83,7 +91,7 @@ class SavedTensorMeter:
         self.bytes -= self.scopes.pop(scope, 0)
 
     def add(self, scope: str, size: int) -> None:
-        """Bytes a kernel saves that the hooks cannot see (gsplat's, modelled)."""
+        """`size` bytes saved in `scope`: a tensor the hooks saw, or what a kernel saves unseen (gsplat's, modelled)."""
         self.scopes[scope] = self.scopes.get(scope, 0) + size
         self.bytes += size
         self.peak, self.largest = max(self.peak, self.bytes), max(self.largest, size)
@@ -101,9 +109,7 @@ class SavedTensorMeter:
         if self.half and tensor.dtype == torch.float32:
             size //= 2
         self.live[pointer] = (weakref.ref(storage), self.scope)
-        self.scopes[self.scope] = self.scopes.get(self.scope, 0) + size
-        self.bytes += size
-        self.peak, self.largest = max(self.peak, self.bytes), max(self.largest, size)
+        self.add(self.scope, size)
         return None
 
     @staticmethod
@@ -161,14 +167,18 @@ def replaced(module, name: str, value):
         setattr(module, name, original)
 
 
-def parameter_bytes(modules, bytes_per_element: int | None = None) -> int:
-    """Parameters and buffers of `modules`, at their own dtype or at `bytes_per_element`."""
-    tensors = [tensor for module in modules for tensor in [*module.parameters(), *module.buffers()]]
+def weight_tensors(modules) -> list[torch.Tensor]:
+    return [tensor for module in modules for tensor in [*module.parameters(), *module.buffers()]]
+
+
+def tensor_bytes(tensors, bytes_per_element: int | None = None) -> int:
+    """Bytes of `tensors`, at their own dtype or at `bytes_per_element`."""
     return sum(t.numel() * (bytes_per_element or t.element_size()) for t in tensors)
 
 
-def weight_tensors(modules) -> list[torch.Tensor]:
-    return [tensor for module in modules for tensor in [*module.parameters(), *module.buffers()]]
+def parameter_bytes(modules, bytes_per_element: int | None = None) -> int:
+    """Parameters and buffers of `modules`, at their own dtype or at `bytes_per_element`."""
+    return tensor_bytes(weight_tensors(modules), bytes_per_element)
 
 
 def zero123_modules(prior) -> list[torch.nn.Module]:
@@ -239,19 +249,14 @@ def static_estimate(stage) -> dict:
     saved_stage = meter.scope_bytes("stage")
     passes = prior_passes(meter, stage, novel, novel_alphas, views, stage.step / settings.iterations)
     weights = zero123_bytes(stage)
-    trainable = sum(p.numel() * p.element_size() for p in gaussians_weights) * ADAM_COPIES
+    trainable = tensor_bytes(gaussians_weights) * ADAM_COPIES
     return summarise("static", settings, len(views), novel.shape[1], weights, trainable, saved_stage, passes)
-
-
-def dynamic_module():
-    from dynapose4d.stages import dynamic
-
-    return dynamic
 
 
 def dynamic_estimate(stage) -> dict:
     """The forward half of DynamicStage.train_step at its largest novel-view size, then the prior's passes."""
     from dynapose4d.render import rasterize
+    from dynapose4d.stages import dynamic
 
     settings = stage.settings
     stage.step = int(largest_novel_ratio(settings) * settings.iterations)
@@ -259,7 +264,7 @@ def dynamic_estimate(stage) -> dict:
     gaussians_weights = list(stage.model.params.values())
     phi = list(stage.deformation.parameters())
     meter = SavedTensorMeter(weight_tensors(frozen) + gaussians_weights + phi)
-    with meter.count("stage"), replaced(dynamic_module(), "rasterize", metered_rasterize(meter, rasterize)):
+    with meter.count("stage"), replaced(dynamic, "rasterize", metered_rasterize(meter, rasterize)):
         frames = stage.sample_frames()
         views = stage.sample_views(frames)
         renders, alphas, novel, novel_alphas = stage.render(stage.deformed(frames), views)
@@ -273,9 +278,9 @@ def dynamic_estimate(stage) -> dict:
     weights = zero123_bytes(stage)
     weights += parameter_bytes([stage.detector.model]) if hasattr(stage, "detector") else 0
     trained = phi + (gaussians_weights if settings.optimize_gaussians else [])
-    trainable = sum(p.numel() * p.element_size() for p in trained) * ADAM_COPIES
+    trainable = tensor_bytes(trained) * ADAM_COPIES
     if not settings.optimize_gaussians:
-        trainable += sum(p.numel() * p.element_size() for p in gaussians_weights)
+        trainable += tensor_bytes(gaussians_weights)
     return summarise("dynamic", settings, len(views), novel.shape[1], weights, trainable, saved_stage, passes)
 
 
@@ -296,11 +301,10 @@ def cuda_peaks(stage) -> dict[str, float]:
     peaks = {}
     for name, size in (("chunked", chunk), ("unchunked", 10**6)):
         stage.settings.prior_chunk = size
-        torch.cuda.empty_cache()
-        torch.cuda.reset_peak_memory_stats(device)
+        reset_peak(device)
         try:
             stage.train_step()
-            peaks[name] = torch.cuda.max_memory_allocated(device) / GIB
+            peaks[name] = peak_gib(device)
         except torch.OutOfMemoryError:
             peaks[name] = float("inf")
         stage.step -= 1

@@ -82,7 +82,7 @@ class View:
         The origin rather than the Gaussians' bounding-box centre: the reference image shows the object
         as seen looking at the origin (the input is recentred there), and a few floaters would move a box.
         """
-        position = torch.linalg.inv(camera.viewmats[0])[:3, 3].double().numpy()
+        position = camera.positions[0].double().numpy()
         return cls(position, np.zeros(3), np.array([0.0, 1.0, 0.0]), _fovy(camera))
 
     @property
