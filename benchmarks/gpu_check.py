@@ -175,7 +175,7 @@ def check_dynamic(size: dict, device: torch.device, workdir: Path, weights: Path
     from dynapose4d.stages.dynamic import DynamicStage
 
     run_dir = prepare_run(workdir, size, "[static,video,keypoints]")
-    settings = [f"dynamic.model={weights}", f"deformation={deformation}", "dynamic.prior=zero123",
+    settings = [f"dynamic.model={weights}", f"dynamic/deformation={deformation}", "dynamic.prior=zero123",
                 f"keypoints.checkpoint={random_cape_checkpoint(size, workdir)}", *size["dynamic"]]  # fmt: skip
     cfg = stage_config(run_dir, size, settings)
     stage = DynamicStage(Run(cfg, run_dir, device))
@@ -185,7 +185,7 @@ def check_dynamic(size: dict, device: torch.device, workdir: Path, weights: Path
 
 def random_cape_checkpoint(size: dict, workdir: Path) -> Path:
     """A PoseAnything checkpoint of random weights in the release's format (mmpose's `state_dict`)."""
-    from dynapose4d.priors.cape import build_cape
+    from dynapose4d.pretrained.poseanything import build_cape
 
     path = workdir / f"cape_{size['cape']}.pth"
     if not path.exists():
@@ -194,8 +194,8 @@ def random_cape_checkpoint(size: dict, workdir: Path) -> Path:
 
 
 def check_video(size: dict, device: torch.device, workdir: Path, cpu_offload: bool) -> dict:
-    from dynapose4d.priors.svd import generate_driving_video, svd_pipeline
-    from dynapose4d.priors.svd_random import write_random_svd
+    from dynapose4d.pretrained.svd import generate_driving_video, svd_pipeline
+    from dynapose4d.pretrained.svd_random import write_random_svd
 
     weights = workdir / "svd"
     if not weights.exists():
@@ -212,7 +212,7 @@ def check_video(size: dict, device: torch.device, workdir: Path, cpu_offload: bo
 
 
 def check_keypoints(size: dict, device: torch.device) -> dict:
-    from dynapose4d.priors.cape import CapeDetector, build_cape
+    from dynapose4d.pretrained.poseanything import CapeDetector, build_cape
 
     model = build_cape(size["cape"]).to(device).eval()
     pixels, frames = size["cape_pixels"], size["frames"]  # PoseAnything's own 256² input, the driving video
@@ -309,7 +309,7 @@ def _num(value: float | None) -> str:
 
 def run_sections(size: dict, device: torch.device, workdir: Path) -> dict:
     """Every section, each on its own: one that fails is reported with its error, the others still run."""
-    from dynapose4d.priors.zero123_random import write_random_zero123
+    from dynapose4d.pretrained.zero123_random import write_random_zero123
 
     dtype = torch.float16 if device.type == "cuda" else torch.float32
     zero123 = write_random_zero123(workdir / "zero123", size["zero123"], dtype=dtype)

@@ -231,8 +231,8 @@ def static_estimate(stage) -> dict:
             **gaussians, viewmats=camera.viewmats, Ks=camera.Ks, width=camera.width, height=camera.height,
             backgrounds=stage.background[None], backend=backend,
         )  # fmt: skip
-        torch.nn.functional.mse_loss(colors.clamp(0, 1)[0], stage.target_rgb)
-        torch.nn.functional.mse_loss(alphas[0], stage.target_mask)
+        torch.nn.functional.mse_loss(colors.clamp(0, 1), stage.target_rgb)  # the reference terms
+        torch.nn.functional.mse_loss(alphas, stage.target_mask)
         views = stage.sample_views()
         # One view per call, as the torch backend's temporaries (about 1.2 GB per 512² view at 30k
         # Gaussians) would not fit a CPU 16 at a time; gsplat keeps the same per view either way.
@@ -255,8 +255,10 @@ def static_estimate(stage) -> dict:
 
 def dynamic_estimate(stage) -> dict:
     """The forward half of DynamicStage.train_step at its largest novel-view size, then the prior's passes."""
+    from dynapose4d.deform import normalised_time
     from dynapose4d.render import rasterize
     from dynapose4d.stages import dynamic
+    from dynapose4d.stages.terms import DynamicBatch
 
     settings = stage.settings
     stage.step = int(largest_novel_ratio(settings) * settings.iterations)
@@ -267,12 +269,13 @@ def dynamic_estimate(stage) -> dict:
     with meter.count("stage"), replaced(dynamic, "rasterize", metered_rasterize(meter, rasterize)):
         frames = stage.sample_frames()
         views = stage.sample_views(frames)
-        renders, alphas, novel, novel_alphas = stage.render(stage.deformed(frames), views)
-        torch.nn.functional.mse_loss(renders, stage.target_rgb[frames])
-        if stage.cfg.loss.kml.weight > 0:
-            stage._keypoint_match(frames, renders, alphas)
-        if stage.cfg.loss.scl.weight > 0:
-            stage._consistency(frames)
+        deformed = stage.deformed(frames)
+        renders, alphas, novel, novel_alphas = stage.render(deformed, views)
+        t = normalised_time(frames.float(), stage.num_frames)
+        batch = DynamicBatch(renders, alphas, frames, views, novel, novel_alphas, t, deformed)
+        for name, term in stage.terms.items():
+            if name != "prior":  # the prior's passes are counted apart, chunk by chunk
+                term(batch)
     saved_stage = meter.scope_bytes("stage")
     passes = prior_passes(meter, stage, novel, novel_alphas, views, stage.step / settings.iterations)
     weights = zero123_bytes(stage)
@@ -316,7 +319,7 @@ def build_stages(size: dict, workdir: Path, device: torch.device, gaussians: int
     """The static and dynamic stages at the default settings on a prepared run (gpu_check's), full-size models."""
     from omegaconf import open_dict
 
-    from dynapose4d.priors.zero123_random import write_random_zero123
+    from dynapose4d.pretrained.zero123_random import write_random_zero123
     from dynapose4d.run import Run
     from dynapose4d.stages.dynamic import DynamicStage
     from dynapose4d.stages.static import StaticStage

@@ -25,16 +25,17 @@ from timing import ratio_table, step_times  # noqa: E402
 
 from dynapose4d.run import Run  # noqa: E402
 from dynapose4d.stages.dynamic import DynamicStage  # noqa: E402
-from dynapose4d.stages.motion_priors import PLANE_PRIORS, PRIORS  # noqa: E402
+from dynapose4d.stages.terms.motion import PLANE_PRIORS  # noqa: E402
 
+PRIORS = ("rigidity", "isometry", "arap", *PLANE_PRIORS)  # the terms of terms/motion.py
 WARMUP = 3
 
 
 def settings(network: str) -> dict[str, list[str]]:
     """Ref+PAL alone, with each prior the network takes, and with all of them."""
     priors = [name for name in PRIORS if network == "hexplane" or name not in PLANE_PRIORS]
-    each = {f"+{name}": [f"loss.{name}.weight=1"] for name in priors}
-    return {"Ref+PAL": [], **each, "+all": [f"loss.{name}.weight=1" for name in priors]}
+    each = {f"+{name}": [f"dynamic.loss.{name}=1"] for name in priors}
+    return {"Ref+PAL": [], **each, "+all": [f"dynamic.loss.{name}=1" for name in priors]}
 
 
 def dynamic_step_times(base: Path, overrides: list[str], steps: int) -> list[float]:
@@ -42,8 +43,10 @@ def dynamic_step_times(base: Path, overrides: list[str], steps: int) -> list[flo
     recorded = OmegaConf.load(base / ".hydra" / "config.yaml")
     with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
         cfg = compose(config_name="train", overrides=["log.tensorboard=false", *overrides])
+    measured = {key: cfg.dynamic[key] for key in ("loss", "deformation")}  # what this setting changes
     for key in ("synthetic", "sample", "image_size", "elevation", "static", "video", "keypoints", "dynamic"):
         cfg[key] = recorded[key]  # the base's own data and stage settings
+    cfg.dynamic.update(measured)
     cfg.dynamic.iterations = WARMUP + steps  # the schedules' length
     stage = DynamicStage(Run(cfg, base, torch.device("cpu")))
     return step_times(stage.train_step, steps, WARMUP)
@@ -62,7 +65,7 @@ def main() -> None:
     times: dict[str, list[float]] = {}
     for _ in range(args.repeats):
         for name, overrides in settings(args.network).items():
-            overrides = [f"deformation={args.network}", *overrides]
+            overrides = [f"dynamic/deformation={args.network}", *overrides]
             times.setdefault(name, []).extend(dynamic_step_times(work, overrides, args.steps))
     print(ratio_table(times, "Ref+PAL", args.network, f"dynamic step (median of {args.repeats} x {args.steps})"))
 

@@ -12,7 +12,7 @@ model and driving video, and are scored against the sample's ground truth (metri
     # your own samples (data/sample.py describes the layout), two training seeds each, one network
     python benchmarks/pal_ablation.py --samples data/robot data/cat --seeds 0 1 --networks hexplane
     # a variant of your own beside Ref and Ref+PAL: NAME=OVERRIDE[;OVERRIDE...]
-    python benchmarks/pal_ablation.py --kinds biped --define "PAL-x10=loss.kml.weight=1e5;loss.scl.weight=1e5" \\
+    python benchmarks/pal_ablation.py --kinds biped --define "PAL-x10=dynamic.loss.kml=1e5;dynamic.loss.scl=1e5" \\
         --variants Ref Ref+PAL PAL-x10
     # the tables and plot again from <out>/results.jsonl, nothing trained
     python benchmarks/pal_ablation.py --summarise-only
@@ -37,7 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # dynapose4d from this checkout, imported when a run starts
 
 CONFIG_DIR = ROOT / "configs"
-NETWORKS = sorted(path.stem for path in (CONFIG_DIR / "deformation").glob("*.yaml"))
+NETWORKS = sorted(path.stem for path in (CONFIG_DIR / "dynamic" / "deformation").glob("*.yaml"))
 RESULTS = "results.jsonl"
 BASE_STAGES = "stages=[static,video,keypoints]"
 RUN_STAGES = "stages=[static,video,keypoints,dynamic]"
@@ -111,8 +111,8 @@ def check_unique_names(jobs: list[Job]) -> None:
 
 def builtin_variants(kml_weight: float, scl_weight: float) -> dict[str, list[str]]:
     """The PAL ablation: the reference-view loss alone, with each PAL term, and with both."""
-    kml_off, scl_off = "loss.kml.weight=0", "loss.scl.weight=0"
-    kml_on, scl_on = f"loss.kml.weight={kml_weight}", f"loss.scl.weight={scl_weight}"
+    kml_off, scl_off = "dynamic.loss.kml=0", "dynamic.loss.scl=0"
+    kml_on, scl_on = f"dynamic.loss.kml={kml_weight}", f"dynamic.loss.scl={scl_weight}"
     return {"Ref": [kml_off, scl_off], "Ref+SCL": [kml_off, scl_on], "Ref+KML": [kml_on, scl_off],
             "Ref+PAL": [kml_on, scl_on]}  # fmt: skip
 
@@ -146,13 +146,13 @@ def compose_config(overrides: list[str]):
 
 def default_loss_weights(job: Job, extra: list[str]) -> tuple[float, float]:
     """(KML, SCL) weights of the config the runs compose: what Ref+KML, Ref+SCL and Ref+PAL switch on."""
-    loss = compose_config([*job.overrides(), *extra]).loss
-    return loss.kml.weight, loss.scl.weight
+    loss = compose_config([*job.overrides(), *extra]).dynamic.loss
+    return loss.kml, loss.scl
 
 
 def run_overrides(job: Job, run_dir: Path, network: str, variant: list[str], extra: list[str]) -> list[str]:
-    return [*job.overrides(), f"run_dir={_quoted(run_dir)}", "resume=true", RUN_STAGES, f"deformation={network}",
-            *variant, *extra]  # fmt: skip
+    return [*job.overrides(), f"run_dir={_quoted(run_dir)}", "resume=true", RUN_STAGES,
+            f"dynamic/deformation={network}", *variant, *extra]  # fmt: skip
 
 
 def check_configs(job: Job, networks: list[str], variants: dict[str, list[str]], extra: list[str]) -> None:

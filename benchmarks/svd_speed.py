@@ -22,8 +22,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from dynapose4d.priors.svd import generate_driving_video, place  # noqa: E402
-from dynapose4d.priors.svd_random import random_svd  # noqa: E402
+from dynapose4d.pretrained.svd import generate_driving_video, place  # noqa: E402
+from dynapose4d.pretrained.svd_random import random_svd  # noqa: E402
 
 GIB = 1024**3
 

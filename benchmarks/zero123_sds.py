@@ -30,10 +30,10 @@ sys.path.insert(0, str(ROOT))
 
 from dynapose4d.cameras import sample_orbit_cameras  # noqa: E402
 from dynapose4d.gaussians import GaussianModel  # noqa: E402
+from dynapose4d.pretrained.zero123 import load_zero123  # noqa: E402
+from dynapose4d.pretrained.zero123_random import write_random_zero123  # noqa: E402
 from dynapose4d.priors import ViewBatch  # noqa: E402
 from dynapose4d.priors.zero123 import Zero123Prior  # noqa: E402
-from dynapose4d.priors.zero123_model import load_zero123  # noqa: E402
-from dynapose4d.priors.zero123_random import write_random_zero123  # noqa: E402
 from dynapose4d.render import rasterize  # noqa: E402
 
 SIZE = 256

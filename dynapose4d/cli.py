@@ -2,6 +2,9 @@
 
 from pathlib import Path
 
+from .errors import DynaPoseError
+from .validation import MOVED
+
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 
 
@@ -20,3 +23,12 @@ def expand_shortcuts(overrides: list[str]) -> list[str]:
         else:
             expanded.append(override)
     return expanded
+
+
+def reject_moved_keys(overrides: list[str]) -> None:
+    """One line naming the new key for an override of a moved one (Hydra would only say it is not in the config)."""
+    for override in overrides:
+        key = override.lstrip("+~").partition("=")[0]
+        for old, new in MOVED.items():
+            if key == old or key.startswith(f"{old}.") or key.startswith(f"{old}@"):
+                raise DynaPoseError(f"{override}: {old} moved to {new}")

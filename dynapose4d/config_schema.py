@@ -1,19 +1,18 @@
 """What every setting of configs/train.yaml accepts, laid out like configs/ (a dict per config group).
 
-validation.validate_settings checks a composed config against TRAIN before anything runs. The
+validation.validate_settings checks a composed config against `train_schema()` before anything
+runs. The components that register themselves (deformations, loss terms; registry.py) bring
+their own schemas, which are read when the schema is assembled, after the plugins are imported. The
 ranges are what the code that reads each setting needs (a count >= 1, a probability in [0, 1],
 a learning rate >= 0); where the code allows more than the configs show, the rule allows it too.
 Sets of choices come from the constants the code itself dispatches on, so they cannot drift.
 """
 
-from omegaconf import DictConfig, OmegaConf
-
 from .data.skeleton import JOINT_COUNT, SKELETONS
-from .priors import PRIORS
+from .deform import DEFORMATIONS
+from .priors import prior_choices
 from .render import BACKENDS
-from .run import BACKGROUNDS
-from .stages import dynamic, keypoints, motion_priors, static, video
-from .validation import (
+from .rules import (
     AnyOf,
     Boolean,
     Choice,
@@ -27,8 +26,11 @@ from .validation import (
     Text,
     Variants,
 )
+from .run import BACKGROUNDS
+from .stages import STAGE_ORDER, video
+from .stages.dynamic import KML_MODES
+from .stages.terms import DYNAMIC_TERMS, STATIC_TERMS
 
-STAGES = (static.NAME, video.NAME, keypoints.NAME, dynamic.NAME)  # pipeline.stage_modules(), in run order
 PATH = Text("a path")
 MODEL = Text("a hub id or a local directory")
 COUNT = Integer(min=1)
@@ -52,7 +54,6 @@ STATIC = {
     "render_size": SIZE,
     "novel_view_sizes": SizeSchedule(),
     "black_background_prob": Number(0, 1),
-    "prior": Choice(*PRIORS),
     "model": Nullable(MODEL),
     "sds": SDS,
     "prior_chunk": COUNT,
@@ -63,12 +64,7 @@ STATIC = {
         "elevation_range": Pair(Number(), ordered=True),  # relative to the reference view; clamped to +-80 in use
         "azimuth_range": Pair(Number(), ordered=True),
     },
-    "loss": {
-        "ref_rgb": WEIGHT,
-        "ref_mask": WEIGHT,
-        "ref_warmup": Choice(True, False, "auto"),  # stages/static.py reference_warmup_enabled
-        "prior": WEIGHT,
-    },
+    "ref_warmup": Choice(True, False, "auto"),  # stages/training.py reference_warmup_enabled
     "lr": {key: LR for key in ("means", "means_final", "sh0", "opacities", "scales", "quats")},
     "densify": {  # DreamGaussian's units and 1-based steps (densify.py Densifier.from_dreamgaussian)
         "start": Integer(min=0),
@@ -138,46 +134,15 @@ DYNAMIC = {
     "optimize_gaussians": Boolean(),
     "anchor_frame": Nullable(Integer(min=0)),
     "lr": {key: LR for key in ("deformation", "means", "means_final", "sh0", "opacities", "scales", "quats")},
-    "prior": Choice(*PRIORS),
     "model": Nullable(MODEL),
     "sds": SDS,
     "views_per_frame": COUNT,
     "prior_chunk": COUNT,
+    "ref_warmup": Choice(True, False, "auto"),
+    "kml_mode": Choice(*KML_MODES),
+    "neighbours": COUNT,
     "checkpoint_every": COUNT,
     "orbit_frames": COUNT,
-}
-
-# configs/deformation/<name>.yaml (the constructors' arguments, deform/hexplane.py and sparse_control.py)
-DEFORMATION = Variants(
-    "name",
-    hexplane={
-        "resolution": ListOf(Integer(min=2), length=4),  # x, y, z, t cells: a plane needs 2 to interpolate
-        "multires": ListOf(COUNT, nonempty=True),
-        "feature_dim": COUNT,
-        "width": COUNT,
-        "depth": COUNT,
-        "bounds": Nullable(Number(above=0)),
-        "bounds_padding": Number(min=0),
-    },
-    sparse_control={
-        "num_controls": COUNT,
-        "k_neighbors": COUNT,
-        "width": COUNT,
-        "depth": COUNT,
-        "pos_freqs": Integer(min=0),
-        "time_freqs": Integer(min=0),
-        "init_radius_scale": Number(above=0),
-    },
-)
-
-# configs/loss/default.yaml
-LOSS = {
-    "ref": {"rgb": Number(above=0), "mask": WEIGHT, "warmup": Boolean()},  # the dynamic stage divides by ref.rgb
-    "kml": {"weight": WEIGHT, "mode": Choice(*dynamic.KML_MODES)},
-    "scl": {"weight": WEIGHT},
-    "sds": {"weight": WEIGHT},
-    **{prior: {"weight": WEIGHT} for prior in motion_priors.PRIORS},
-    "neighbours": COUNT,
 }
 
 # configs/experiment/synthetic.yaml sets `synthetic`: data/synthetic.py make_subject's arguments
@@ -188,7 +153,26 @@ SYNTHETIC = {
     "seed": Integer(),
 }
 
-# configs/train.yaml: its own keys, then one entry per config group
+
+def train_schema() -> dict:
+    """configs/train.yaml's schema: its own keys, then one entry per config group. Assembled when called, so
+    that it holds every registered component, the plugins' too."""
+    prior = Choice(*prior_choices())
+    static = {**STATIC, "prior": prior, "loss": loss_schema(STATIC_TERMS)}
+    dynamic = {
+        **DYNAMIC,
+        "prior": prior,
+        "loss": loss_schema(DYNAMIC_TERMS),
+        "deformation": Variants("name", **{entry.name: entry.schema for entry in DEFORMATIONS}),
+    }
+    return {**TRAIN, "static": static, "dynamic": dynamic}
+
+
+def loss_schema(terms) -> dict:
+    """`<stage>.loss`: a weight per registered term; 0 switches it off."""
+    return {entry.name: WEIGHT for entry in terms}
+
+
 TRAIN = {
     "image": Nullable(PATH),
     "mask": Nullable(PATH),
@@ -200,7 +184,8 @@ TRAIN = {
     "resume": Boolean(),
     "output_dir": PATH,
     "run_dir": Nullable(PATH),
-    "stages": ListOf(Choice(*STAGES), distinct=True),
+    "stages": ListOf(Choice(*STAGE_ORDER), distinct=True),
+    "plugins": ListOf(Text("a module name")),  # imported first: their components register (registry.py)
     "image_size": Integer(min=16),
     "background": Choice(*BACKGROUNDS),
     "synthetic": Nullable(SYNTHETIC),
@@ -212,39 +197,7 @@ TRAIN = {
     "viewer_host": Text("an address to listen on (127.0.0.1, 0.0.0.0)"),
     "viewer_port": Integer(min=0, max=65535),  # 0: any free port (printed)
     "viewer_every": COUNT,
-    "static": STATIC,
     "video": VIDEO,
     "keypoints": KEYPOINTS,
-    "dynamic": DYNAMIC,
-    "deformation": DEFORMATION,
-    "loss": LOSS,
     "render": {"backend": Choice(*BACKENDS)},
 }
-
-# Settings that need ground truth (the oracle sources and priors.build_prior)
-NEEDS_GROUND_TRUTH = ("static.prior", "video.source", "keypoints.source", "dynamic.prior")
-
-
-def combination_problems(cfg: DictConfig) -> list[str]:
-    """Settings valid alone but not together: `oracle` needs ground truth, there is one input, and
-    the plane priors need planes."""
-
-    def value(key):
-        return OmegaConf.select(cfg, key, throw_on_resolution_failure=False)
-
-    problems = []
-    plane_priors = [f"loss.{name}.weight" for name in motion_priors.PLANE_PRIORS if value(f"loss.{name}.weight")]
-    if plane_priors and value("deformation.name") != "hexplane":
-        problems.append(f"  {', '.join(plane_priors)} > 0: regularise the hexplane's planes, use deformation=hexplane")
-    synthetic, sample = value("synthetic") is not None, value("sample") is not None
-    if synthetic and sample:
-        problems.append("  sample and experiment=synthetic both give the ground truth: keep one")
-    elif sample and value("image") is not None:
-        problems.append("  image and sample both give the input image: a sample's input is its image.png")
-    elif not (synthetic or sample):
-        problems += [
-            f"  {key}='oracle': needs ground truth: experiment=ground_truth sample=DIR, or experiment=synthetic"
-            for key in NEEDS_GROUND_TRUTH
-            if value(key) == "oracle"
-        ]
-    return problems

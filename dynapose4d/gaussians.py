@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from dynapose4d.errors import DynaPoseError
-from dynapose4d.export import atomic_output
+from dynapose4d.media import atomic_output
 
 SH_C0 = 0.28209479177387814  # the degree-0 spherical harmonic, 1 / (2 sqrt(pi))
 CORE_KEYS = ("means", "quats", "scales", "opacities", "sh0")

@@ -19,38 +19,6 @@ def _mean_squared_error(prediction: Tensor, target: Tensor) -> Tensor:
     return difference.square().mean()
 
 
-def reference_loss(
-    colors: Tensor,
-    target_colors: Tensor,
-    alphas: Tensor | None = None,
-    target_masks: Tensor | None = None,
-    mask_weight: float = 0.0,
-) -> Tensor:
-    """Reference-view reconstruction loss, eq. (3) of the paper:
-
-        L_Ref = 1/T sum_tau || f(S'_tau, o_Ref) - I_tau^Ref ||_2^2
-
-    i.e. the MSE between the deformed Gaussians rendered at the reference camera and the
-    driving-video frames. The squared norm is averaged per pixel and channel (not summed),
-    so loss weights do not change with the render resolution. DreamGaussian4D's mask term,
-    `mask_weight * MSE(alphas, target_masks)`, is added when `mask_weight > 0`; it pulls the
-    rendered silhouette onto the foreground mask of each frame.
-
-    Args:
-        colors: [B, H, W, 3] rendered frames in [0, 1].
-        target_colors: [B, H, W, 3] reference frames I_tau^Ref.
-        alphas: [B, H, W, 1] rendered opacity; needed when mask_weight > 0.
-        target_masks: [B, H, W, 1] foreground masks in [0, 1]; needed when mask_weight > 0.
-        mask_weight: weight of the mask term.
-    """
-    loss = _mean_squared_error(colors, target_colors)
-    if mask_weight > 0.0:
-        if alphas is None or target_masks is None:
-            raise ValueError("reference_loss: mask_weight > 0 needs both alphas and target_masks")
-        loss = loss + mask_weight * _mean_squared_error(alphas, target_masks.to(alphas.dtype))
-    return loss
-
-
 def keypoint_match_loss(
     predicted: Tensor,
     target: Tensor,
@@ -111,11 +79,6 @@ def spatio_temporal_consistency_loss(points: Tensor) -> Tensor:
     if steps.numel() == 0:
         return steps.sum()  # one frame or no points: nothing moves
     return steps.square().sum(dim=-1).sum(dim=0).mean()
-
-
-def pose_alignment_loss(kml: Tensor, scl: Tensor, kml_weight: float, scl_weight: float) -> Tensor:
-    """Pose Alignment Loss (PAL), paper §3.2: PAL = w_KML * L_KML + w_SCL * L_SCL (eqs. 4 and 5)."""
-    return kml_weight * kml + scl_weight * scl
 
 
 # ----- motion priors beyond PAL: what one reference view cannot pin down ----------------------

@@ -8,6 +8,7 @@ finished stages again and redoes any whose outputs went missing since.
 
 import datetime
 import gc
+import importlib
 import logging
 from pathlib import Path
 
@@ -17,25 +18,25 @@ from omegaconf import DictConfig
 from .checkpoint import is_done, mark_done, missing_outputs, unmark_done
 from .data.inputs import adopt_ground_truth, ground_truth_problems, read_inputs, rembg_need, write_inputs
 from .errors import DynaPoseError
-from .run import SUPERSEDED, Run
+from .run import SUPERSEDED, Run, resolve_device
 from .run_dir import attach_log_file, hold_run_lock, make_run_dir, record_config, resolve_run_dir
+from .stages import STAGE_ORDER
 from .threads import set_threads
+from .validation import SettingsError, validate_settings
 from .weights import point_rembg_at, require_weights
 
 log = logging.getLogger(__name__)
 
 
 def stage_modules() -> dict:
-    """The stages in pipeline order; adding one is a module and a line here.
+    """The stage modules in pipeline order (stages.STAGE_ORDER); adding one is a module and its name there.
 
     A stage module has `check(cfg)`: the pretrained weights it will load (its settings are
     validated already, see config_schema.py); `execute(run)`: write its outputs; and
     `verify(run)`: what is wrong with those outputs ([] when they are whole). It may have
     `outdated(run)`: why its finished outputs no longer fit the config (None when they do).
     """
-    from .stages import dynamic, keypoints, static, video
-
-    return {"static": static, "video": video, "keypoints": keypoints, "dynamic": dynamic}
+    return {name: importlib.import_module(f"{__package__}.stages.{name}") for name in STAGE_ORDER}
 
 
 def check_stages(cfg: DictConfig, run_dir: Path, stages, redo: list[str], cut_out: str | None = None) -> None:
@@ -104,15 +105,6 @@ def release_memory(device: torch.device) -> None:
         torch.cuda.empty_cache()
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise DynaPoseError(f"device={name} but CUDA is not available; use device=cpu or device=auto")
-    return device
-
-
 def preflight(cfg: DictConfig, current: Run, stages) -> tuple[dict | None, list[str], str | None]:
     """Read the inputs and locate every model, writing nothing: (the inputs, None when written already;
     the finished stages to redo, and why).
@@ -121,8 +113,6 @@ def preflight(cfg: DictConfig, current: Run, stages) -> tuple[dict | None, list[
     waits for the models' check instead, so that rembg's missing model is named in the one
     message with the others; such an input has no ground truth, whose camera the check would need.
     """
-    from .validation import SettingsError
-
     point_rembg_at(cfg.weights_dir)  # before rembg's model is looked for
     reading = not is_done(current.input_dir)
     cut_out = rembg_need(cfg) if reading else None
@@ -144,8 +134,6 @@ def preflight(cfg: DictConfig, current: Run, stages) -> tuple[dict | None, list[
 
 def run(cfg: DictConfig, overrides: list[str] | None = None) -> Path:
     """Run `cfg.stages` and return the run directory."""
-    from .validation import validate_settings
-
     validate_settings(cfg)
     set_threads(cfg.threads)
     stages = stage_modules()
@@ -161,7 +149,7 @@ def run(cfg: DictConfig, overrides: list[str] | None = None) -> Path:
                 write_inputs(inputs, current)
             if redo:
                 redo_stages(current, redo, reason)
-            for name in cfg.stages:
+            for name in (name for name in STAGE_ORDER if name in cfg.stages):
                 if is_done(current.stage_dir(name)):
                     log.info("%s: done already, skipped", name)
                     continue

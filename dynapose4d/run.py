@@ -83,13 +83,13 @@ class Run:
 
     def reference(self) -> torch.Tensor:
         """The RGBA input image [H, W, 4], as the run framed it."""
-        from .export import load_png
+        from .media import load_png
 
         return load_png(self.input_dir / "reference.png")
 
     def clip(self) -> torch.Tensor:
         """The user's driving clip [F, H, W, 4] (`video=file`)."""
-        from .export import load_png_frames
+        from .media import load_png_frames
 
         return load_png_frames(self.input_dir / "clip")
 
@@ -123,3 +123,13 @@ class Run:
         from .data.sample import load_sample
 
         return load_sample(self.ground_truth_dir)
+
+
+def resolve_device(name: str) -> torch.device:
+    """`device=`: auto picks CUDA when there is one; asking for CUDA without it fails here, in one line."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise DynaPoseError(f"device={name} but CUDA is not available; use device=cpu or device=auto")
+    return device

@@ -23,8 +23,8 @@ import torch
 
 from .cameras import REFERENCE_FOVY, REFERENCE_RADIUS, Cameras, reference_camera
 from .errors import DynaPoseError
-from .export import to_uint8
 from .gaussians import GaussianModel
+from .media import to_uint8
 from .render.projection import quat_scale_to_covar
 
 log = logging.getLogger(__name__)

@@ -34,9 +34,7 @@ from omegaconf import DictConfig, OmegaConf
 from .data.image import REMBG_MODEL, REMBG_MODEL_URL
 from .downloads import fetch_file, recorded_checksum_differs
 from .errors import DynaPoseError, first_line
-from .eval.clip import clip_weights
 from .eval.fvd import I3D_DOWNLOAD, i3d_weights
-from .eval.i3d import I3D_400_URL
 from .pretrained import (
     MissingWeights,
     PretrainedModel,
@@ -45,9 +43,11 @@ from .pretrained import (
     looks_like_path,
     resolve_pretrained,
 )
-from .priors import ZERO123_MODELS
-from .priors.svd import SVD_MODELS
-from .stages.keypoints import POSEANYTHING_RELEASE, poseanything_weights
+from .pretrained.clip import clip_weights
+from .pretrained.i3d import I3D_400_URL
+from .pretrained.poseanything import POSEANYTHING_RELEASE, poseanything_weights
+from .pretrained.svd import SVD_MODELS
+from .priors.zero123 import ZERO123_MODELS
 
 DEFAULT_DIR = "weights"
 SCRIPT = "python scripts/download_weights.py"

@@ -21,7 +21,7 @@ sys.path.insert(0, ROOT)  # run from a checkout without installing
 # ... in the processes a sweep launcher starts too (submitit, SLURM): they unpickle the job and import dynapose4d
 os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [ROOT, os.environ.get("PYTHONPATH")]))
 
-from dynapose4d.cli import expand_shortcuts  # noqa: E402
+from dynapose4d.cli import expand_shortcuts, reject_moved_keys  # noqa: E402
 from dynapose4d.errors import DynaPoseError  # noqa: E402
 from dynapose4d.pipeline import run  # noqa: E402
 from dynapose4d.stages.training import Stopped  # noqa: E402
@@ -86,5 +86,10 @@ def run_sweep_job(cfg: DictConfig, hydra_cfg: DictConfig, overrides: list[str]) 
 
 
 if __name__ == "__main__":
+    try:
+        reject_moved_keys(sys.argv[1:])
+    except DynaPoseError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
     sys.argv[1:] = expand_shortcuts(sys.argv[1:])
     main()

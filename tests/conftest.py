@@ -43,7 +43,7 @@ TINY_TRAINING = [
     "dynamic.novel_view_sizes=[[0,32],[0.5,48]]",
     "dynamic.checkpoint_every=2",
     "dynamic.orbit_frames=4",
-    "deformation.resolution=[16,16,16,2]",
+    "dynamic.deformation.resolution=[16,16,16,2]",
 ]
 TINY_SYNTHETIC = ["experiment=synthetic", "image_size=48", "synthetic.num_frames=2", "synthetic.num_gaussians=400",
                   *TINY_TRAINING]  # fmt: skip
@@ -106,7 +106,7 @@ def local_weights(model) -> Path:
 @pytest.fixture(scope="session")
 def tiny_zero123_dir(tmp_path_factory) -> Path:
     """Randomly initialised tiny Zero123 components in the hub repos' on-disk layout."""
-    from dynapose4d.priors.zero123_random import write_random_zero123
+    from dynapose4d.pretrained.zero123_random import write_random_zero123
 
     return write_random_zero123(tmp_path_factory.mktemp("zero123") / "tiny-zero123")
 
@@ -114,7 +114,7 @@ def tiny_zero123_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_svd_dir(tmp_path_factory) -> Path:
     """Randomly initialised tiny Stable Video Diffusion components in the hub repos' layout."""
-    from dynapose4d.priors.svd_random import write_random_svd
+    from dynapose4d.pretrained.svd_random import write_random_svd
 
     return write_random_svd(tmp_path_factory.mktemp("svd") / "tiny-svd")
 
@@ -131,7 +131,7 @@ def offline_hub(monkeypatch, tmp_path):
 @pytest.fixture(scope="session")
 def tiny_cape_checkpoint(tmp_path_factory) -> Path:
     """A randomly initialised PoseAnything (Tiny) saved like the official mmcv checkpoints."""
-    from dynapose4d.priors.cape import build_cape
+    from dynapose4d.pretrained.poseanything import build_cape
 
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp("cape") / "poseanything-tiny-random.pth"

@@ -194,7 +194,7 @@ def test_every_run_trains_once_from_its_base_and_a_rerun_trains_nothing(tmp_path
     cat = make_sample(tmp_path / "cat")  # no labels: named and kinded after its folder
     out = tmp_path / "out"
     argv = ["--samples", str(robot), str(cat), "--seeds", "3", "--networks", "hexplane", "--kml-weight", "2",
-            "--scl-weight", "5", "--define", "PAL-x10=loss.kml.weight=20; loss.scl.weight=50",
+            "--scl-weight", "5", "--define", "PAL-x10=dynamic.loss.kml=20; dynamic.loss.scl=50",
             "--variants", "Ref", "Ref+PAL", "PAL-x10", "--out", str(out)]  # fmt: skip
     pal_ablation.main(argv)
 
@@ -203,13 +203,13 @@ def test_every_run_trains_once_from_its_base_and_a_rerun_trains_nothing(tmp_path
     assert [call["run_dir"] for call in bases] == [f"'{out / 'base' / 'robot-1-s3'}'", f"'{out / 'base' / 'cat-s3'}'"]
     assert len(runs) == 6 and all(call["copied"] and call["resume"] == "true" for call in runs)
     pal = next(call for call in runs if call["run_dir"].endswith("robot-1-s3/hexplane/Ref+PAL'"))
-    assert (pal["loss.kml.weight"], pal["loss.scl.weight"], pal["deformation"]) == ("2.0", "5.0", "hexplane")
+    assert (pal["dynamic.loss.kml"], pal["dynamic.loss.scl"], pal["dynamic/deformation"]) == ("2.0", "5.0", "hexplane")
     assert (pal["sample"], pal["seed"], pal["experiment"]) == (f"'{robot}'", "3", "ground_truth")
     lines = read_results(out / "results.jsonl")
     assert [(line["sample"], line["kind"], line["variant"]) for line in lines] == [
         ("robot-1", "robot", "Ref"), ("robot-1", "robot", "Ref+PAL"), ("robot-1", "robot", "PAL-x10"),
         ("cat", "cat", "Ref"), ("cat", "cat", "Ref+PAL"), ("cat", "cat", "PAL-x10")]  # fmt: skip
-    assert lines[2]["overrides"] == ["loss.kml.weight=20", "loss.scl.weight=50"]
+    assert lines[2]["overrides"] == ["dynamic.loss.kml=20", "dynamic.loss.scl=50"]
     assert (lines[0]["static_heldout_psnr"], lines[0]["heldout_psnr_object"]) == (30.0, 24.0)
     assert "| hexplane | PAL-x10 | 25.00 ± 0.00 | 24.00 ± 0.00 | +0.00 ± 0.00 |" in (out / "table.md").read_text()
 
@@ -266,14 +266,16 @@ def test_synthetic_samples_are_written_once_per_kind_and_seed(tmp_path, monkeypa
 
 
 def test_variants_defaults_definitions_and_selection(tmp_path, monkeypatch):
-    loss = SimpleNamespace(kml=SimpleNamespace(weight=7.0), scl=SimpleNamespace(weight=9.0))
-    monkeypatch.setattr(pal_ablation, "compose_config", lambda overrides: SimpleNamespace(loss=loss))
-    define = ["--define", "Ref=loss.kml.weight=0;loss.scl.weight=0;seed=1", "--define", "X=a=1"]
+    loss = SimpleNamespace(kml=7.0, scl=9.0)
+    monkeypatch.setattr(
+        pal_ablation, "compose_config", lambda overrides: SimpleNamespace(dynamic=SimpleNamespace(loss=loss))
+    )
+    define = ["--define", "Ref=dynamic.loss.kml=0;dynamic.loss.scl=0;seed=1", "--define", "X=a=1"]
     _, args = pal_ablation.parse_args(define)
     job = pal_ablation.Job(pal_ablation.Sample(tmp_path, "s", "k"), 0)
     variants = pal_ablation.make_variants(args, job)
     assert list(variants) == ["Ref", "Ref+SCL", "Ref+KML", "Ref+PAL", "X"]
-    assert variants["Ref+PAL"] == ["loss.kml.weight=7.0", "loss.scl.weight=9.0"]
+    assert variants["Ref+PAL"] == ["dynamic.loss.kml=7.0", "dynamic.loss.scl=9.0"]
     assert variants["Ref"][-1] == "seed=1"
     with pytest.raises(ValueError, match="unknown variants"):
         pal_ablation.select_variants(variants, ["Ref", "Y"])

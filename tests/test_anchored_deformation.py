@@ -8,8 +8,8 @@ from dynapose4d.checkpoint import load_checkpoint
 from dynapose4d.deform.anchored import AnchoredDeformation
 from dynapose4d.errors import DynaPoseError
 from dynapose4d.geometry import quat_to_matrix
-from dynapose4d.pipeline import resolve_device, run
-from dynapose4d.run import Run
+from dynapose4d.pipeline import run
+from dynapose4d.run import Run, resolve_device
 from dynapose4d.stages import dynamic
 
 ANCHOR = -1.0  # normalised time of frame 0

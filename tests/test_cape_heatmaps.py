@@ -12,7 +12,7 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from dynapose4d.priors.cape import VARIANTS, CapeDetector, CapeModel, support_heatmaps
+from dynapose4d.pretrained.poseanything import VARIANTS, CapeDetector, CapeModel, support_heatmaps
 
 # Input side and heatmap stride of each variant, from the official configs (not from our code).
 OFFICIAL = {"tiny": (256, 4.0), "small": (256, 4.0), "base": (224, 3.5)}

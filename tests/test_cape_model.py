@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from dynapose4d.errors import DynaPoseError
-from dynapose4d.priors.cape import (
+from dynapose4d.pretrained.poseanything import (
     CapeDetector,
     build_cape,
     cape_from_state_dict,
@@ -18,7 +18,7 @@ from dynapose4d.priors.cape import (
     support_heatmaps,
     variant_of,
 )
-from dynapose4d.priors.cape.transformer import GCNLayer, adjacency_from_skeleton
+from dynapose4d.pretrained.poseanything.transformer import GCNLayer, adjacency_from_skeleton
 
 KEYS_FILE = Path(__file__).parent / "data" / "poseanything_small_keys.txt"
 BUFFER_NAMES = ("relative_coords_table", "relative_position_index", "attn_mask")

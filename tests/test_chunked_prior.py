@@ -12,11 +12,11 @@ from dynapose4d.cameras import sample_orbit_cameras
 from dynapose4d.data.sample import Sample
 from dynapose4d.gaussians import GaussianModel
 from dynapose4d.pipeline import run
+from dynapose4d.pretrained.zero123 import load_zero123
 from dynapose4d.priors import ViewBatch, draw_noise_seeds
 from dynapose4d.priors.chunks import score_in_chunks
 from dynapose4d.priors.oracle import OraclePrior
 from dynapose4d.priors.zero123 import Zero123Prior
-from dynapose4d.priors.zero123_model import load_zero123
 from dynapose4d.render import rasterize
 from dynapose4d.run import Run
 from dynapose4d.stages.dynamic import DynamicStage

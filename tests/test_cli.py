@@ -29,9 +29,9 @@ TINY_REAL = [
 # Static, then video, then dynamic without KML (no keypoints stage needed), all tiny.
 TINY_4D = [
     "image_size=48", "static.prior=none", "static.iterations=3", "static.num_points=200", "static.render_size=48",
-    "static.orbit_views=2", "stages=[static,video,dynamic]", "loss.kml.weight=0", "dynamic.iterations=2",
+    "static.orbit_views=2", "stages=[static,video,dynamic]", "dynamic.loss.kml=0", "dynamic.iterations=2",
     "dynamic.batch_size=2", "dynamic.render_size=48", "dynamic.orbit_frames=2", "dynamic.checkpoint_every=1",
-    "deformation.resolution=[16,16,16,2]", "static.novel_view_sizes=[[0,32],[0.5,48]]",
+    "dynamic.deformation.resolution=[16,16,16,2]", "static.novel_view_sizes=[[0,32],[0.5,48]]",
     "dynamic.novel_view_sizes=[[0,32]]", "dynamic.views_per_frame=1",
 ]  # fmt: skip
 
@@ -180,14 +180,14 @@ def test_oracle_stages_with_a_real_image_say_what_they_need(tmp_path):
 
 
 def test_bad_settings_are_all_named_at_once_with_exit_code_2_and_no_run_directory(tmp_path):
-    bad = ["static.iterations=abc", "image_size=-5", "loss.kml.mode=bogus", "dynamic.prior=zeroo123"]
+    bad = ["static.iterations=abc", "image_size=-5", "dynamic.kml_mode=bogus", "dynamic.prior=zeroo123"]
     result = train("experiment=synthetic", f"output_dir={tmp_path / 'out'}", *bad, cwd=tmp_path)
     assert result.returncode == 2 and "Traceback" not in result.stderr + result.stdout
     # iterations=abc is named twice: where it is set, and in static.densify.stop, which interpolates it; image_size
     # five times: the ground-truth experiment renders at the sample's size (render_size, novel_view_sizes)
     assert "9 invalid settings; nothing was run and no run directory was made" in result.stderr
     for line in ("static.iterations='abc': must be an integer >= 1", "image_size=-5: must be an integer >= 16",
-                 "loss.kml.mode='bogus': must be one of", "dynamic.prior='zeroo123': must be one of"):  # fmt: skip
+                 "dynamic.kml_mode='bogus': must be one of", "dynamic.prior='zeroo123': must be one of"):  # fmt: skip
         assert line in result.stderr
     assert not (tmp_path / "out").exists()
 
@@ -203,8 +203,8 @@ def test_one_command_runs_all_four_stages_on_a_real_image(
         f"keypoints.checkpoint={tiny_cape_checkpoint}", "keypoints.num_keypoints=4",
         "video.mask=background",  # rembg would try to fetch its model
     ]  # fmt: skip
-    everything = [*TINY_4D, "stages=[static,video,keypoints,dynamic]", "loss.kml.weight=1"]
+    everything = [*TINY_4D, "stages=[static,video,keypoints,dynamic]", "dynamic.loss.kml=1"]
     result = train(f"image={image}", f"run_dir={tmp_path / 'run'}", *everything, *models, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert all((tmp_path / "run" / stage / "DONE").exists() for stage in ("static", "video", "keypoints", "dynamic"))
-    assert "sds=" in result.stderr  # the dynamic stage's novel views were scored by Zero123
+    assert "prior=" in result.stderr.rpartition("dynamic:")[2]  # the dynamic stage's novel views were scored by Zero123

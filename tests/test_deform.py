@@ -8,6 +8,7 @@ from omegaconf import OmegaConf
 
 from dynapose4d.deform import build_deformation, normalised_time
 from dynapose4d.deform.sparse_control import farthest_point_sampling
+from dynapose4d.errors import DynaPoseError
 from dynapose4d.geometry import axis_angle_quat, quat_multiply, quat_to_matrix
 
 # Small but complete: two resolutions, a hidden layer, fewer controls than points.
@@ -172,8 +173,10 @@ def test_farthest_point_sampling_is_deterministic_and_spread():
 
 def test_build_deformation_reads_a_config_group():
     means = canonical()[0]
-    settings = OmegaConf.create({**TINY["hexplane"], "lr_grid": 6.4e-3})  # a trainer key, ignored here
+    settings = OmegaConf.create({"name": "hexplane", **TINY["hexplane"]})  # as dynamic.deformation holds it
     hexplane = build_deformation("hexplane", settings, means)
     assert hexplane.planes["1_xy"].shape == (1, 8, 8, 8)
-    with pytest.raises(ValueError, match="unknown deformation"):
+    with pytest.raises(DynaPoseError, match="unknown deformation 'mlp'; choose one of hexplane, sparse_control"):
         build_deformation("mlp", {}, means)
+    with pytest.raises(TypeError, match="lr_grid"):  # no key is dropped silently: the schema names it first
+        build_deformation("hexplane", {**TINY["hexplane"], "lr_grid": 6.4e-3}, means)

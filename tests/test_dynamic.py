@@ -10,9 +10,10 @@ import torch
 from dynapose4d.cameras import reference_camera
 from dynapose4d.checkpoint import load_checkpoint
 from dynapose4d.gaussians import GaussianModel
-from dynapose4d.pipeline import resolve_device, run
-from dynapose4d.run import Run
+from dynapose4d.pipeline import run
+from dynapose4d.run import Run, resolve_device
 from dynapose4d.stages import dynamic
+from dynapose4d.stages.terms import DynamicBatch
 
 
 def test_all_stages_write_videos_frames_and_per_frame_metrics(tiny_synthetic_config):
@@ -41,7 +42,7 @@ def test_all_stages_write_videos_frames_and_per_frame_metrics(tiny_synthetic_con
 def trainer(tiny_synthetic_config, request):
     """A dynamic trainer on a finished tiny static run (its first steps taken so phi is not the identity)."""
     mode = getattr(request, "param", "lift")
-    config = tiny_synthetic_config("stages=[static,video,keypoints]", f"loss.kml.mode={mode}")
+    config = tiny_synthetic_config("stages=[static,video,keypoints]", f"dynamic.kml_mode={mode}")
     run_dir = run(config)
     trainer = dynamic.DynamicStage(Run(config, run_dir, resolve_device("cpu")))
     for _ in range(2):
@@ -53,11 +54,11 @@ def trainer(tiny_synthetic_config, request):
 def test_keypoint_match_loss_reaches_the_deformation(trainer):
     frames = torch.tensor([0, 1])
     renders = alphas = None
-    if trainer.cfg.loss.kml.mode == "render":
+    if trainer.cfg.dynamic.kml_mode == "render":
         renders, alphas = map(
             torch.stack, zip(*[_render(trainer, gaussians) for gaussians in trainer.deformed(frames)])
         )
-    loss = trainer._keypoint_match(frames, renders, alphas)
+    loss = trainer.terms["kml"](DynamicBatch(renders, alphas, frames))
     assert torch.isfinite(loss) and loss > 0
     loss.backward()
     grads = [p.grad for p in trainer.deformation.parameters() if p.grad is not None]
@@ -65,7 +66,7 @@ def test_keypoint_match_loss_reaches_the_deformation(trainer):
 
 
 def test_consistency_loss_reaches_the_deformation(trainer):
-    loss = trainer._consistency(torch.tensor([0]))
+    loss = trainer.terms["scl"](DynamicBatch(None, None, torch.tensor([0])))
     loss.backward()
     assert loss > 0
     assert sum(p.grad.abs().sum() for p in trainer.deformation.parameters() if p.grad is not None) > 0
@@ -125,7 +126,7 @@ def test_novel_view_sds_conditioned_on_driving_frames_reaches_the_deformation(ti
     )  # fmt: skip
     trainer = dynamic.DynamicStage(Run(config, run(config), resolve_device("cpu")))
     assert trainer.prior.image_embeddings.shape[0] == trainer.num_frames  # one reference per driving frame
-    assert "sds" in trainer.train_step()
+    assert "prior" in trainer.train_step()
 
     frames = torch.tensor([0, 1])
     views = trainer.sample_views(frames)
@@ -139,14 +140,14 @@ def test_novel_view_sds_conditioned_on_driving_frames_reaches_the_deformation(ti
 
 def test_render_mode_kml_shows_the_detector_renders_over_white_whatever_the_background(tiny_synthetic_config):
     """The driving frames and the support image reach the detector over white: so must the renders (issue 25)."""
-    config = tiny_synthetic_config("stages=[static,video,keypoints]", "loss.kml.mode=render", "background=black")
+    config = tiny_synthetic_config("stages=[static,video,keypoints]", "dynamic.kml_mode=render", "background=black")
     trainer = dynamic.DynamicStage(Run(config, run(config), resolve_device("cpu")))
     frames = torch.tensor([0, 1])
     deformed = trainer.deformed(frames)
     renders, alphas, _, _ = trainer.render(deformed, None)  # over black
     shown = []
     trainer.detector = lambda images: shown.append(images.detach()) or torch.zeros(len(images), 1, 2)
-    trainer._predicted_keypoints(frames, renders, alphas)
+    trainer.predicted_keypoints(frames, renders, alphas)
     camera = trainer.camera
     over_white = torch.cat([
         dynamic.render_cameras(g, camera, torch.ones(1, 3), "torch")[0] for g in deformed

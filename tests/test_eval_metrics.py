@@ -8,7 +8,6 @@ import pytest
 import torch
 
 from dynapose4d.errors import DynaPoseError
-from dynapose4d.eval.clip import load_clip
 from dynapose4d.eval.fvd import (
     FVDPool,
     consistent4d_view_fvd,
@@ -21,6 +20,7 @@ from dynapose4d.eval.fvd import (
 from dynapose4d.eval.image_metrics import psnr, ssim
 from dynapose4d.eval.scoring import score_animate124, score_consistent4d, summarize_consistent4d
 from dynapose4d.eval.suite import MetricSuite
+from dynapose4d.pretrained.clip import load_clip
 
 
 def test_psnr_uses_the_target_range():
@@ -152,7 +152,7 @@ def tiny_clip_dir(tmp_path_factory):
 
 
 def test_clip_similarity_is_the_cosine_of_image_embeddings(tiny_clip_dir):
-    from dynapose4d.eval.clip import clip_similarity
+    from dynapose4d.pretrained.clip import clip_similarity
 
     clip = load_clip(str(tiny_clip_dir))
     generator = torch.Generator().manual_seed(2)
@@ -245,7 +245,7 @@ def test_consistent4d_fvd_averages_views_then_objects(stand_in_i3d):
 
 def test_the_benchmark_s_i3d_state_dict_gives_time_averaged_logits_to_both_fvds(tmp_path):
     """i3d_pretrained_400.pt's format (a torch.save state dict of pytorch-i3d's network) loads as that network."""
-    from dynapose4d.eval.i3d import InceptionI3d, time_averaged_logits
+    from dynapose4d.pretrained.i3d import InceptionI3d, time_averaged_logits
 
     torch.manual_seed(0)
     path = tmp_path / "i3d_pretrained_400.pt"

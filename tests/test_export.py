@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from dynapose4d.export import atomic_output, image_grid, load_png, save_png, to_uint8, write_video
+from dynapose4d.media import atomic_output, image_grid, load_png, save_png, to_uint8, write_video
 
 
 def test_to_uint8_clamps_and_rounds():

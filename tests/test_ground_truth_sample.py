@@ -165,7 +165,7 @@ def test_the_dynamic_oracle_trains_on_training_views_at_every_frame(tmp_path):
                              "dynamic.prior=oracle", "dynamic.views_per_frame=2", *TINY_TRAINING])  # fmt: skip
     run_dir = run(config)
     losses = (run_dir / "tb" / "dynamic" / "losses.csv").read_text().splitlines()
-    assert all(0 < float(value) < 1 for value in _column(losses, "loss/sds"))  # the oracle MSE at every step
+    assert all(0 < float(value) < 1 for value in _column(losses, "loss/prior"))  # the oracle MSE at every step
 
 
 def _column(lines: list[str], name: str) -> list[str]:

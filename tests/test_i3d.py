@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from dynapose4d.errors import DynaPoseError
-from dynapose4d.eval.i3d import (
+from dynapose4d.pretrained.i3d import (
     InceptionI3d,
     MaxPool3dSamePadding,
     Unit3D,

@@ -18,6 +18,7 @@ from dynapose4d.losses import keypoint_match_loss
 from dynapose4d.pipeline import run
 from dynapose4d.run import Run
 from dynapose4d.stages import dynamic
+from dynapose4d.stages.terms import DynamicBatch
 
 SIZE = 96
 
@@ -91,9 +92,9 @@ def test_track_runs_in_the_synthetic_pipeline_and_the_dynamic_stage_skips_lost_p
     trainer = dynamic.DynamicStage(Run(config, run_dir, torch.device("cpu")))
     frames = torch.tensor([0, 1])
     with torch.no_grad():
-        before = trainer._keypoint_match(frames, renders=None, alphas=None)  # lift mode: renders are not used
+        before = trainer.terms["kml"](DynamicBatch(None, None, frames))  # lift mode: renders are not used
         trainer.keypoints[:, 0] += 1000.0
-        assert trainer._keypoint_match(frames, renders=None, alphas=None) == before
+        assert trainer.terms["kml"](DynamicBatch(None, None, frames)) == before
 
 
 def test_keypoint_files_without_visibility_mean_all_visible(tiny_synthetic_config):

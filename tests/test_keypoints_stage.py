@@ -15,10 +15,15 @@ from dynapose4d.data.support import SupportKeypoints, load_support, save_support
 from dynapose4d.data.synthetic import build_sample, make_subject
 from dynapose4d.errors import DynaPoseError
 from dynapose4d.pipeline import run
-from dynapose4d.priors.cape import CapeDetector, build_cape, load_cape_checkpoint
+from dynapose4d.pretrained.poseanything import (
+    POSEANYTHING_RELEASE,
+    CapeDetector,
+    build_cape,
+    load_cape_checkpoint,
+    poseanything_weights,
+)
 from dynapose4d.run import Run
 from dynapose4d.stages import dynamic
-from dynapose4d.stages.keypoints import POSEANYTHING_RELEASE, poseanything_weights
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -52,7 +57,7 @@ def test_a_user_support_file_sets_the_keypoints_and_their_names(tiny_cape_checkp
 
 
 def test_kml_on_rendered_frames_uses_poseanything_end_to_end(tiny_cape_checkpoint, tmp_path):
-    config = poseanything(tiny_cape_checkpoint, tmp_path, "loss.kml.mode=render", "dynamic.iterations=2")
+    config = poseanything(tiny_cape_checkpoint, tmp_path, "dynamic.kml_mode=render", "dynamic.iterations=2")
     run_dir = run(config)
     assert (run_dir / "dynamic" / "DONE").exists()
     assert isinstance(dynamic.DynamicStage(Run(config, run_dir, torch.device("cpu"))).detector, CapeDetector)
@@ -112,7 +117,7 @@ def test_the_default_checkpoint_is_downloaded_once_into_the_torch_cache(
 
 def test_the_template_script_writes_an_editable_support_file(tmp_path):
     sample = build_sample(make_subject("biped", num_frames=1, seed=0, num_gaussians=300), resolution=64)
-    from dynapose4d.export import save_png
+    from dynapose4d.media import save_png
 
     save_png(tmp_path / "biped.png", sample.image)
     command = [sys.executable, str(ROOT / "scripts" / "support_template.py"), str(tmp_path / "biped.png"),

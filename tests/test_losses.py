@@ -5,40 +5,8 @@ import torch
 
 from dynapose4d.losses import (
     keypoint_match_loss,
-    pose_alignment_loss,
-    reference_loss,
     spatio_temporal_consistency_loss,
 )
-
-
-def test_reference_loss_is_the_per_pixel_mean_squared_error():
-    target = torch.zeros(2, 2, 2, 3)
-    colors = target.clone()
-    colors[0, 0, 0] = torch.tensor([1.0, 0.5, 0.0])  # squared errors 1 + 0.25 over 24 values
-    assert reference_loss(colors, target).item() == pytest.approx(1.25 / 24)
-
-
-def test_reference_loss_is_zero_for_identical_frames():
-    frames = torch.rand(3, 4, 5, 3)
-    assert reference_loss(frames, frames.clone()).item() == 0.0
-
-
-def test_reference_loss_mask_term():
-    frames = torch.rand(2, 4, 4, 3)
-    alphas = torch.ones(2, 4, 4, 1)
-    masks = torch.ones(2, 4, 4, 1)
-    masks[1, :2] = 0.0  # 8 of 32 mask values differ by 1
-    assert reference_loss(frames, frames, alphas, masks, mask_weight=0.0).item() == 0.0
-    assert reference_loss(frames, frames, alphas, masks, mask_weight=2.0).item() == pytest.approx(2.0 * 8 / 32)
-    with pytest.raises(ValueError):
-        reference_loss(frames, frames, mask_weight=1.0)
-
-
-def test_reference_loss_of_an_empty_batch_is_zero_with_a_graph():
-    colors = torch.zeros(0, 4, 4, 3, requires_grad=True)
-    loss = reference_loss(colors, torch.zeros(0, 4, 4, 3))
-    assert loss.item() == 0.0 and loss.requires_grad
-    loss.backward()
 
 
 def test_keypoint_match_loss_hand_computed():
@@ -122,8 +90,3 @@ def test_scl_of_a_single_frame_is_zero_with_a_graph():
     assert loss.item() == 0.0 and loss.requires_grad
     loss.backward()
     assert torch.equal(points.grad, torch.zeros_like(points))
-
-
-def test_pose_alignment_loss_is_the_weighted_sum():
-    kml, scl = torch.tensor(0.3), torch.tensor(2.0)
-    assert pose_alignment_loss(kml, scl, kml_weight=10.0, scl_weight=0.5).item() == pytest.approx(4.0)

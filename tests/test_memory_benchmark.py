@@ -12,7 +12,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import memory  # noqa: E402
 
-from dynapose4d.priors.zero123_random import random_zero123  # noqa: E402
+from dynapose4d.pretrained.zero123_random import random_zero123  # noqa: E402
 
 
 def kept_bytes(function, weights: list[torch.Tensor]) -> int:

@@ -1,6 +1,7 @@
-"""Motion priors beyond PAL (losses.py, stages/motion_priors.py) against hand-computed cases."""
+"""Motion priors beyond PAL (losses.py, stages/terms/motion.py) against hand-computed cases."""
 
 import math
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -17,7 +18,8 @@ from dynapose4d.losses import (
     rigidity_loss,
     time_smoothness,
 )
-from dynapose4d.stages.motion_priors import MotionPriors, neighbour_graph
+from dynapose4d.stages.terms import DYNAMIC_TERMS, DynamicBatch, build_terms
+from dynapose4d.stages.terms.motion import neighbour_graph
 from dynapose4d.validation import SettingsError, validate_settings
 
 # Two points one unit apart, each the other's only neighbour.
@@ -87,44 +89,66 @@ def test_the_neighbour_graph_is_the_nearest_points_weighted_by_distance():
 @pytest.mark.parametrize("network", ["hexplane", "sparse_control"])
 def test_every_enabled_prior_reaches_the_deformation(network):
     small = {
-        "hexplane": ["deformation.resolution=[8,8,8,4]", "loss.plane_tv.weight=1", "loss.time_smoothness.weight=1"],
-        "sparse_control": ["deformation.num_controls=16"],
+        "hexplane": [
+            "dynamic.deformation.resolution=[8,8,8,4]",
+            "dynamic.loss.plane_tv=1",
+            "dynamic.loss.time_smoothness=1",
+        ],
+        "sparse_control": ["dynamic.deformation.num_controls=16"],
     }
-    config = compose_config([f"deformation={network}", "loss.rigidity.weight=1", "loss.isometry.weight=1",
-                             "loss.arap.weight=1", *small[network]])  # fmt: skip
-    settings = config.deformation
+    config = compose_config([f"dynamic/deformation={network}", "dynamic.loss.rigidity=1", "dynamic.loss.isometry=1",
+                             "dynamic.loss.arap=1", *small[network]])  # fmt: skip
     torch.manual_seed(0)
     canonical = {"means": torch.rand(64, 3) - 0.5, "quats": torch.nn.functional.normalize(torch.randn(64, 4), dim=-1)}
-    deformation = build_deformation(network, settings, canonical["means"])
+    deformation = build_deformation(network, config.dynamic.deformation, canonical["means"])
     with torch.no_grad():  # move away from the identity, where every prior is 0 with zero gradient
         for parameter in deformation.parameters():
             parameter.add_(0.05 * torch.randn_like(parameter))
-    priors = MotionPriors(config.loss, deformation, canonical["means"])
+    stage = term_host(config.dynamic, deformation, canonical)
+    enabled = {
+        name: weight
+        for name, weight in config.dynamic.loss.items()
+        if name not in ("ref_rgb", "ref_mask", "kml", "scl", "prior")
+    }
+    terms = build_terms(DYNAMIC_TERMS, stage, enabled)  # fmt: skip
     t = torch.tensor([-1.0, 0.5])
     means, quats, _ = deformation(canonical["means"], canonical["quats"], torch.zeros(64, 3), t)
-    deformed = [{"means": means[b], "quats": quats[b]} for b in range(2)]
-    terms = priors.terms(canonical, deformed, t)
-    assert set(terms) == set(priors.weights) and all(torch.isfinite(value) and value > 0 for value in terms.values())
-    for name, value in terms.items():
+    batch = DynamicBatch(None, None, None, t=t, deformed=[{"means": means[b], "quats": quats[b]} for b in range(2)])
+    values = {name: term(batch) for name, term in terms.items()}
+    assert set(values) == {name for name, weight in enabled.items() if weight > 0}
+    assert all(torch.isfinite(value) and value > 0 for value in values.values())
+    for name, value in values.items():
         deformation.zero_grad()
         value.backward(retain_graph=True)
         assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in deformation.parameters()), name
 
 
+def term_host(settings, deformation, canonical):
+    """What the motion terms read of a dynamic stage, from tensors: no earlier stage runs."""
+    memo = {}
+    return SimpleNamespace(
+        name="dynamic", settings=settings, deformation=deformation, canonical_means=canonical["means"],
+        model=SimpleNamespace(activated=lambda: canonical),
+        memo=lambda key, make: memo[key] if key in memo else memo.setdefault(key, make()),
+    )  # fmt: skip
+
+
 def test_plane_priors_need_the_hexplane():
-    with pytest.raises(SettingsError, match="use deformation=hexplane"):
-        validate_settings(compose_config(["experiment=synthetic", "deformation=sparse_control",
-                                          "loss.time_smoothness.weight=1"]))  # fmt: skip
+    with pytest.raises(SettingsError, match="use dynamic/deformation=hexplane"):
+        validate_settings(compose_config(["experiment=synthetic", "dynamic/deformation=sparse_control",
+                                          "dynamic.loss.time_smoothness=1"]))  # fmt: skip
     deformation = build_deformation("sparse_control", {"num_controls": 8}, torch.rand(20, 3))
+    stage = term_host(compose_config([]).dynamic, deformation, {"means": torch.rand(20, 3)})
     with pytest.raises(DynaPoseError, match="hexplane"):
-        MotionPriors(compose_config(["loss.plane_tv.weight=1"]).loss, deformation, torch.rand(20, 3))
+        build_terms(DYNAMIC_TERMS, stage, {"plane_tv": 1.0})
 
 
 def test_a_run_with_every_prior_trains_and_logs_each(tiny_synthetic_config):
     from dynapose4d.pipeline import run
 
-    run_dir = run(tiny_synthetic_config("loss.rigidity.weight=100", "loss.isometry.weight=100", "loss.arap.weight=1000",
-                                        "loss.plane_tv.weight=0.01", "loss.time_smoothness.weight=0.01"))  # fmt: skip
+    run_dir = run(tiny_synthetic_config("dynamic.loss.rigidity=100", "dynamic.loss.isometry=100",
+                                        "dynamic.loss.arap=1000", "dynamic.loss.plane_tv=0.01",
+                                        "dynamic.loss.time_smoothness=0.01"))  # fmt: skip
     header = (run_dir / "tb" / "dynamic" / "losses.csv").read_text().splitlines()[0].split(",")
     assert {f"loss/{name}" for name in ("rigidity", "isometry", "arap", "plane_tv", "time_smoothness")} <= set(header)
     assert (run_dir / "dynamic" / "DONE").exists()

@@ -9,8 +9,8 @@ import torch
 
 from dynapose4d.checkpoint import load_checkpoint
 from dynapose4d.errors import DynaPoseError
-from dynapose4d.export import load_png
 from dynapose4d.gaussians import GaussianModel
+from dynapose4d.media import load_png
 from dynapose4d.pipeline import run
 from dynapose4d.stages import static
 

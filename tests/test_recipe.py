@@ -16,12 +16,12 @@ from conftest import compose_config
 from dynapose4d.cameras import orbit_cameras
 from dynapose4d.densify import Densifier
 from dynapose4d.gaussians import GaussianModel
-from dynapose4d.pipeline import resolve_device, run
+from dynapose4d.pipeline import run
 from dynapose4d.render import rasterize
-from dynapose4d.run import Run
+from dynapose4d.run import Run, resolve_device
 from dynapose4d.schedules import reference_warmup, render_size
 from dynapose4d.stages import dynamic, static
-from dynapose4d.stages.static import reference_warmup_enabled
+from dynapose4d.stages.training import reference_warmup_enabled
 
 
 def dreamgaussian_expon_lr(step, lr_init, lr_final, max_steps, lr_delay_steps=0, lr_delay_mult=1.0):
@@ -67,7 +67,7 @@ def test_reference_loss_warmup_is_on_for_zero123_xl_and_off_for_stable_zero123()
 
     assert enabled() and enabled("static.prior=zero123")  # image.yaml: warmup_rgb_loss True
     assert not enabled("static.prior=stable_zero123")  # image_sai.yaml: warmup_rgb_loss False
-    assert enabled("static.prior=stable_zero123", "static.loss.ref_warmup=true")
+    assert enabled("static.prior=stable_zero123", "static.ref_warmup=true")
     # The factor is DreamGaussian's step_ratio = step / iters with steps counted from 1.
     assert [reference_warmup(s, 500, True) for s in (0, 249, 499)] == [1 / 500, 0.5, 1.0]
     assert reference_warmup(0, 500, False) == 1.0
@@ -223,19 +223,20 @@ def test_refinement_happens_on_dreamgaussian_steps():
 
 def test_dynamic_defaults_are_dreamgaussian4d(tiny_synthetic_config):
     defaults = compose_config([])
-    assert defaults.dynamic.views_per_frame == 4 and defaults.loss.ref.warmup is True  # n_views; 10000 * step_ratio
+    assert defaults.dynamic.views_per_frame == 4 and defaults.dynamic.ref_warmup is True  # n_views; 10000 * step_ratio
     # phi alone, anchored at frame 0 (DG4D v1 trained phi alone; HEAD trains the Gaussians too): RESULTS.md, issue 19
     assert defaults.dynamic.optimize_gaussians is False and defaults.dynamic.anchor_frame == 0
     # The paper's eq. 4: the detector on the driving frame vs on the render (the synthetic ablation measured lift).
-    assert defaults.loss.kml.mode == "render" and compose_config(["experiment=synthetic"]).loss.kml.mode == "lift"
+    assert defaults.dynamic.kml_mode == "render" and compose_config(["experiment=synthetic"]).dynamic.kml_mode == "lift"
     assert list(defaults.dynamic.novel_view_sizes) == [[0.0, 128], [0.3, 256], [0.6, 512]]
-    hexplane = defaults.deformation  # 4d.yaml `deformation`
+    hexplane = defaults.dynamic.deformation  # 4d.yaml `deformation`
     assert list(hexplane.resolution) == [32, 32, 32, 12] and list(hexplane.multires) == [1]
     assert (hexplane.feature_dim, hexplane.width, hexplane.depth, hexplane.bounds) == (32, 64, 1, 1.6)
 
     iterations = 6  # with the Gaussians trained, as DG4D HEAD: its rates and schedule
     config = tiny_synthetic_config("stages=[static,video,keypoints]", f"dynamic.iterations={iterations}",
-                                   "deformation.resolution=[8,8,8,2]", "dynamic.optimize_gaussians=true")  # fmt: skip
+                                   "dynamic.deformation.resolution=[8,8,8,2]",
+                                   "dynamic.optimize_gaussians=true")  # fmt: skip
     trainer = dynamic.DynamicStage(Run(config, run(config), resolve_device("cpu")))
     field = trainer.deformation
     assert torch.equal(field.center, torch.zeros(3)) and torch.equal(field.half_size, torch.full((3,), 1.6))

@@ -15,7 +15,7 @@ from dynapose4d.data.support import (
     write_support_template,
 )
 from dynapose4d.errors import DynaPoseError
-from dynapose4d.export import load_png
+from dynapose4d.media import load_png
 
 
 def table_mask(height: int = 60, width: int = 80) -> torch.Tensor:

@@ -10,7 +10,7 @@ from diffusers import StableVideoDiffusionPipeline
 from PIL import Image
 
 from dynapose4d.errors import DynaPoseError
-from dynapose4d.priors.svd import (
+from dynapose4d.pretrained.svd import (
     DEFAULT_SVD,
     SVD_MODELS,
     generate_driving_video,
@@ -20,7 +20,7 @@ from dynapose4d.priors.svd import (
     svd_pipeline,
     svd_weights,
 )
-from dynapose4d.priors.svd_random import write_random_svd
+from dynapose4d.pretrained.svd_random import write_random_svd
 
 CPU = torch.device("cpu")
 FAST = dict(steps=2, height=32, width=32)  # the tiny model needs multiples of 16

@@ -39,12 +39,12 @@ def test_the_pal_weight_grid_runs_every_job_into_its_own_directory_and_is_summar
     sweep_dir = sweep(tmp_path, "sweep=pal_weights")
     jobs = sorted(path.name for path in sweep_dir.iterdir() if path.is_dir())
     assert [name.split("_")[0] for name in jobs] == ["0", "1", "2", "3"]
-    assert "1_loss.kml.weight=0,loss.scl.weight=10000.0" in jobs  # the swept values name the directory
+    assert "1_dynamic.loss.kml=0,dynamic.loss.scl=10000.0" in jobs  # the swept values name the directory
     assert sorted(path.name for path in tmp_path.iterdir()) == ["out"]  # Hydra wrote nothing into the cwd
 
     rows = summary_rows(sweep_dir)
     assert [row["job"] for row in rows] == ["0", "1", "2", "3"]
-    assert {(row["loss.kml.weight"], row["loss.scl.weight"]) for row in rows} == {
+    assert {(row["dynamic.loss.kml"], row["dynamic.loss.scl"]) for row in rows} == {
         ("0", "0"), ("0", "10000.0"), ("10000.0", "0"), ("10000.0", "10000.0")
     }  # fmt: skip
     assert all(row["status"] == "done" for row in rows)
@@ -54,25 +54,25 @@ def test_the_pal_weight_grid_runs_every_job_into_its_own_directory_and_is_summar
 
 
 def test_a_failing_job_does_not_stop_the_sweep_and_the_summary_says_why(tmp_path):
-    sweep_dir = sweep(tmp_path, "loss.kml.mode=lift,bogus")
+    sweep_dir = sweep(tmp_path, "dynamic.kml_mode=lift,bogus")
     (failed,) = sweep_dir.glob(f"*/{FAILED}")
-    assert failed.parent.name == "1_loss.kml.mode=bogus"
-    assert "loss.kml.mode=bogus" in yaml.safe_load(failed.read_text())["overrides"]
+    assert failed.parent.name == "1_dynamic.kml_mode=bogus"
+    assert "dynamic.kml_mode=bogus" in yaml.safe_load(failed.read_text())["overrides"]
 
     finished, broken = summary_rows(sweep_dir)
-    assert (finished["loss.kml.mode"], finished["status"], finished["reason"]) == ("lift", "done", "")
+    assert (finished["dynamic.kml_mode"], finished["status"], finished["reason"]) == ("lift", "done", "")
     assert float(finished["dynamic.heldout_psnr"]) > 0
-    assert (broken["loss.kml.mode"], broken["status"]) == ("bogus", "failed")
-    assert "invalid setting loss.kml.mode='bogus': must be one of lift, render" in broken["reason"]
+    assert (broken["dynamic.kml_mode"], broken["status"]) == ("bogus", "failed")
+    assert "invalid setting dynamic.kml_mode='bogus': must be one of lift, render" in broken["reason"]
     assert broken["dynamic.heldout_psnr"] == ""
-    assert "- job 1: invalid setting loss.kml.mode='bogus'" in (sweep_dir / "summary.md").read_text()
+    assert "- job 1: invalid setting dynamic.kml_mode='bogus'" in (sweep_dir / "summary.md").read_text()
 
 
 def test_parallel_jobs_with_the_joblib_launcher(tmp_path):
     pytest.importorskip("hydra_plugins.hydra_joblib_launcher", reason="pip install -e .[launchers]")
-    sweep_dir = sweep(tmp_path, "cluster=local", "hydra.launcher.n_jobs=2", "loss.scl.weight=0,1e4")
+    sweep_dir = sweep(tmp_path, "cluster=local", "hydra.launcher.n_jobs=2", "dynamic.loss.scl=0,1e4")
     rows = summary_rows(sweep_dir)
-    assert [(row["job"], row["loss.scl.weight"], row["status"]) for row in rows] == [
+    assert [(row["job"], row["dynamic.loss.scl"], row["status"]) for row in rows] == [
         ("0", "0", "done"), ("1", "10000.0", "done")
     ]  # fmt: skip
 

@@ -71,7 +71,16 @@ def test_a_resumed_stage_replaces_the_steps_logged_after_its_checkpoint(tiny_syn
 def test_the_dynamic_stage_logs_its_pal_terms_and_keypoints_on_both_frames(tiny_synthetic_config, tmp_path):
     log_dir = run(tiny_synthetic_config(f"run_dir={tmp_path / 'run'}")) / "tb" / "dynamic"
     row = read_csv(log_dir / "losses.csv")[-1]
-    assert {"loss/ref", "loss/kml", "loss/scl", "loss/total", "lr/mlp", "lr/planes", "train/reference_psnr"} <= set(row)
+    assert {
+        "loss/ref_rgb",
+        "loss/ref_mask",
+        "loss/kml",
+        "loss/scl",
+        "loss/total",
+        "lr/mlp",
+        "lr/planes",
+        "train/reference_psnr",
+    } <= set(row)
     tags = events(log_dir).Tags()["images"]
     assert {"reference/frame_0_render_vs_driving", "keypoints/frame_1_render_vs_driving"} <= set(tags)
 

@@ -8,7 +8,7 @@ from omegaconf import open_dict
 
 from dynapose4d import config_schema
 from dynapose4d.errors import DynaPoseError
-from dynapose4d.validation import (
+from dynapose4d.rules import (
     AnyOf,
     Boolean,
     Choice,
@@ -18,11 +18,10 @@ from dynapose4d.validation import (
     Number,
     Pair,
     Pattern,
-    SettingsError,
     SizeSchedule,
     Text,
-    validate_settings,
 )
+from dynapose4d.validation import SettingsError, validate_settings
 
 SUFFIX = "nothing was run and no run directory was made"
 
@@ -58,15 +57,15 @@ def option_files(group: str) -> list[str]:
         ["video=clip.mp4"],  # the shortcut
         ["keypoints=track"],
         ["keypoints=oracle", "experiment=synthetic"],
-        ["deformation=sparse_control"],
-        ["deformation=sparse_control", "experiment=synthetic"],
+        ["dynamic/deformation=sparse_control"],
+        ["dynamic/deformation=sparse_control", "experiment=synthetic"],
         ["render=torch"],
         ["render=gsplat"],
         ["static.prior=stable_zero123"],
         ["static.prior=none"],
         ["sweep=pal_weights"],
         ["sweep=deformation"],
-        ["loss.kml.weight=0", "loss.scl.weight=1e4"],  # a job of sweep=pal_weights
+        ["dynamic.loss.kml=0", "dynamic.loss.scl=1e4"],  # a job of sweep=pal_weights
         ["device=cuda:1", "static.iterations=10000", "border_ratio=null", "stages=[static]"],
     ],
     ids=lambda overrides: " ".join(overrides[:3]) or "default",
@@ -97,25 +96,29 @@ MISTAKES = [  # overrides, the start of the line that must name the problem
     (["static.iterations=abc"], "static.iterations='abc': must be an integer >= 1"),
     (["static.iterations=1e4"], "static.iterations=10000.0: must be an integer >= 1 (write 10000, not 10000.0)"),
     (["image_size=-5"], "image_size=-5: must be an integer >= 16"),
-    (["loss.kml.mode=bogus"], "loss.kml.mode='bogus': must be one of lift, render"),
-    (["dynamic.prior=zeroo123"], "dynamic.prior='zeroo123': must be one of none, oracle, zero123, stable_zero123"),
-    (["+deformation.foo=1"], "deformation.foo: unknown key for deformation=hexplane (takes: bounds, "),
+    (["dynamic.kml_mode=bogus"], "dynamic.kml_mode='bogus': must be one of lift, render"),
+    (["dynamic.prior=zeroo123"], "dynamic.prior='zeroo123': must be one of none, oracle, stable_zero123, zero123"),
+    (["+dynamic.deformation.foo=1"], "dynamic.deformation.foo: unknown key for dynamic/deformation=hexplane (takes: "),
     (
-        ["deformation=sparse_control", "+deformation.resolution=[1,2]"],
-        "deformation.resolution: unknown key for deformation=sparse_control, it belongs to deformation=hexplane",
+        ["dynamic/deformation=sparse_control", "+dynamic.deformation.resolution=[1,2]"],
+        "dynamic.deformation.resolution: unknown key for dynamic/deformation=sparse_control, it belongs to "
+        "dynamic/deformation=hexplane",
     ),
-    (["deformation.resolution=[32,32,32]"], "deformation.resolution=[32, 32, 32]: must be a list of 4 items"),
+    (
+        ["dynamic.deformation.resolution=[32,32,32]"],
+        "dynamic.deformation.resolution=[32, 32, 32]: must be a list of 4 items",
+    ),
     (["static.novel_view_sizes=[[0.5,128]]"], "static.novel_view_sizes=[[0.5, 128]]: must start at ratio 0"),
     (["dynamic.novel_view_sizes=[[0,128],[0.5,4]]"], "dynamic.novel_view_sizes=[[0, 128], [0.5, 4]]: size 4 "),
     (["static.sds.max_timestep=[0.98]"], "static.sds.max_timestep=[0.98]: must be a pair [a, b], each a number"),
     (["keypoints=track", "keypoints.window=4"], "keypoints.window=4: must be an odd integer >= 3"),
-    (["static.loss.ref_warmup=maybe"], "static.loss.ref_warmup='maybe': must be one of true, false, auto"),
+    (["static.ref_warmup=maybe"], "static.ref_warmup='maybe': must be one of true, false, auto"),
     (["video.candidates=0"], "video.candidates=0: must be an integer >= 1"),
     (["video.mask=keyed"], "video.mask='keyed': must be one of auto, rembg, background"),
     (["background=grey"], "background='grey': must be one of white, black"),
     (["stages=[static,statc]"], "stages=['static', 'statc']: item 'statc' must be one of static, video, keypoints"),
     (["stages=[static,static]"], "stages=['static', 'static']: lists 'static' more than once"),
-    (["loss.kml.weight=true"], "loss.kml.weight=True: must be a number >= 0"),
+    (["dynamic.loss.kml=true"], "dynamic.loss.kml=True: must be a number >= 0"),
     (["static.sds.half_precision=yes"], "static.sds.half_precision='yes': must be true or false"),
     (["border_ratio=1"], "border_ratio=1: must be null or a number in [0, 1)"),
     (["device=gpu"], "device='gpu': must be auto, cpu, cuda or cuda:N"),
@@ -137,7 +140,7 @@ def test_a_mistake_is_named_with_its_key_and_reason(overrides, expected):
 
 
 def test_a_value_from_an_interpolation_says_where_it_came_from():
-    prior = "dynamic.prior='zeroo123' (from ${static.prior}): must be one of none, oracle, zero123, stable_zero123"
+    prior = "dynamic.prior='zeroo123' (from ${static.prior}): must be one of none, oracle, stable_zero123, zero123"
     assert prior in problems(["static.prior=zeroo123"])
     stop = "static.densify.stop='abc' (from ${..iterations}): must be an integer >= 0"
     assert stop in problems(["static.iterations=abc"])
@@ -157,9 +160,9 @@ def test_every_problem_is_reported_at_once():
         [
             "static.iterations=abc",
             "image_size=-5",
-            "loss.kml.mode=bogus",
+            "dynamic.kml_mode=bogus",
             "dynamic.prior=zeroo123",
-            "+deformation.foo=1",
+            "+dynamic.deformation.foo=1",
         ]
     )
     keys = [line.split("=")[0].split(":")[0] for line in lines]
@@ -167,9 +170,9 @@ def test_every_problem_is_reported_at_once():
         "image_size",
         "static.iterations",
         "static.densify.stop",  # ${..iterations}
+        "dynamic.kml_mode",
         "dynamic.prior",
-        "deformation.foo",
-        "loss.kml.mode",
+        "dynamic.deformation.foo",
     ]
 
 
@@ -180,7 +183,9 @@ def test_the_error_is_a_dynapose_error_with_a_counted_header():
 
 def test_the_group_option_decides_its_keys():
     """The selector is checked first; with an unknown option the group's other keys are not judged."""
-    assert problems(["deformation.name=mesh"]) == ["deformation.name='mesh': must be one of hexplane, sparse_control"]
+    assert problems(["dynamic.deformation.name=mesh"]) == [
+        "dynamic.deformation.name='mesh': must be one of hexplane, sparse_control"
+    ]
 
 
 # ----- the schema follows the code and configs/ -----------------------------------------------
@@ -188,13 +193,14 @@ def test_the_group_option_decides_its_keys():
 
 def test_the_schema_options_are_the_codes_and_the_config_files():
     from dynapose4d.pipeline import stage_modules
-    from dynapose4d.stages import keypoints, video
+    from dynapose4d.stages import STAGE_ORDER, keypoints, video
 
     assert set(config_schema.VIDEO.schemas) == set(video.SOURCES) == set(option_files("video"))
     assert set(config_schema.KEYPOINTS.schemas) == set(keypoints.SOURCES) == set(option_files("keypoints"))
-    assert set(config_schema.DEFORMATION.schemas) == set(option_files("deformation"))
-    assert set(config_schema.TRAIN["render"]["backend"].choices) == set(option_files("render"))
-    assert config_schema.STAGES == tuple(stage_modules())
+    schema = config_schema.train_schema()
+    assert set(schema["dynamic"]["deformation"].schemas) == set(option_files("dynamic/deformation"))
+    assert set(schema["render"]["backend"].choices) == set(option_files("render"))
+    assert STAGE_ORDER == tuple(stage_modules()) == tuple(compose_config([]).stages)
 
 
 # ----- the rules, value by value ------------------------------------------------------------------

@@ -11,7 +11,7 @@ from test_image import fake_rembg, rembg_offline
 from dynapose4d.data.image import load_reference_image
 from dynapose4d.data.video_input import load_video_frames
 from dynapose4d.errors import DynaPoseError
-from dynapose4d.export import write_video
+from dynapose4d.media import write_video
 
 COUNT, HEIGHT, WIDTH, BOX = 12, 48, 80, (12, 16)
 

@@ -11,11 +11,11 @@ from PIL import Image
 from test_cli import TINY_4D, assert_clean_error, train, write_rgba
 from test_image import fake_rembg, rembg_offline
 
-import dynapose4d.priors.svd
+import dynapose4d.pretrained.svd
 from dynapose4d.cli import expand_shortcuts
 from dynapose4d.data.image import WHITE, key_out_background, resize_square
 from dynapose4d.errors import DynaPoseError
-from dynapose4d.export import load_png, load_png_frames
+from dynapose4d.media import load_png, load_png_frames
 from dynapose4d.pipeline import run
 from dynapose4d.stages.video import SHEET_CELL, SHEET_FRAMES, SHEET_LABEL, frame_masks
 
@@ -109,13 +109,13 @@ def refuse_to_load(*args, **kwargs):
 def svd_calls(monkeypatch):
     """The seeds SVD generates, in order (the real model still runs)."""
     seeds = []
-    generate = dynapose4d.priors.svd.generate_driving_video
+    generate = dynapose4d.pretrained.svd.generate_driving_video
 
     def spy(pipe, image, **settings):
         seeds.append(settings["seed"])
         return generate(pipe, image, **settings)
 
-    monkeypatch.setattr(dynapose4d.priors.svd, "generate_driving_video", spy)
+    monkeypatch.setattr(dynapose4d.pretrained.svd, "generate_driving_video", spy)
     return seeds
 
 
@@ -142,8 +142,8 @@ def test_resuming_with_another_seed_picks_its_candidate_and_redoes_what_came_fro
     (run_dir / "keypoints").mkdir()  # as if the keypoints stage had run on seed 0's video
     (run_dir / "keypoints" / "DONE").write_text("")
 
-    load_svd = dynapose4d.priors.svd.load_svd
-    monkeypatch.setattr(dynapose4d.priors.svd, "load_svd", refuse_to_load)
+    load_svd = dynapose4d.pretrained.svd.load_svd
+    monkeypatch.setattr(dynapose4d.pretrained.svd, "load_svd", refuse_to_load)
     run(svd_only(tmp_path, tiny_svd_dir, "resume=true", "video.seed=1"))
     assert svd_calls == [0, 1]  # seed 1's candidate was reused
     assert json.loads((run_dir / "video" / "selected.json").read_text()) == {"seed": 1}
@@ -156,7 +156,7 @@ def test_resuming_with_another_seed_picks_its_candidate_and_redoes_what_came_fro
     run(svd_only(tmp_path, tiny_svd_dir, "resume=true"))  # no video.seed: the pick stays
     assert json.loads((run_dir / "video" / "selected.json").read_text()) == {"seed": 1}
     torch.testing.assert_close(load_png_frames(run_dir / "video" / "frames"), driving, atol=0, rtol=0)
-    monkeypatch.setattr(dynapose4d.priors.svd, "load_svd", load_svd)
+    monkeypatch.setattr(dynapose4d.pretrained.svd, "load_svd", load_svd)
 
     with pytest.raises(DynaPoseError, match="holds the video of seed 1 but video.seed=0 is asked for: add video to"):
         run(svd_only(tmp_path, tiny_svd_dir, "resume=true", "video.seed=0", "stages=[static]"))

@@ -23,7 +23,7 @@ from PIL import Image
 from dynapose4d.cameras import orbit_cameras, reference_camera
 from dynapose4d.errors import DynaPoseError
 from dynapose4d.gaussians import GaussianModel
-from dynapose4d.stages.outputs import render_views
+from dynapose4d.render.views import render_views
 from dynapose4d.viewer import RunViewer, is_loopback, live_scene, load_run_scene, serve, serve_scene
 
 ROOT = Path(__file__).resolve().parents[1]

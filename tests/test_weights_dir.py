@@ -45,9 +45,9 @@ def default_config(tmp_path: Path, *extra: str):
 
 
 def test_weights_dir_resolves_every_model_of_the_default_pipeline(tmp_path, weights_tree, offline_hub):
-    from dynapose4d.priors.cape.model import load_cape_checkpoint
-    from dynapose4d.priors.svd import load_svd
-    from dynapose4d.priors.zero123_model import load_zero123
+    from dynapose4d.pretrained.poseanything.model import load_cape_checkpoint
+    from dynapose4d.pretrained.svd import load_svd
+    from dynapose4d.pretrained.zero123 import load_zero123
 
     cfg = default_config(tmp_path, f"weights_dir={weights_tree}")
     check_stages(cfg, tmp_path / "run", stage_modules(), redo=[])  # offline, empty hub cache: all from weights_dir
@@ -140,7 +140,7 @@ def test_an_offline_image_without_a_mask_names_rembg_s_model_in_the_one_message(
 
 
 def test_an_offline_rgb_clip_names_rembg_s_model_in_the_one_message(tmp_path, monkeypatch, offline_hub):
-    from dynapose4d.export import write_video
+    from dynapose4d.media import write_video
 
     rembg_offline(monkeypatch, tmp_path / "rembg-home")
     clip = tmp_path / "clip.mp4"

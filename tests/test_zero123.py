@@ -10,10 +10,10 @@ from omegaconf import OmegaConf
 from dynapose4d.cameras import sample_orbit_cameras
 from dynapose4d.errors import DynaPoseError
 from dynapose4d.gaussians import GaussianModel
-from dynapose4d.priors import ZERO123_MODELS, ViewBatch, build_prior, prior_weights
-from dynapose4d.priors.zero123 import Zero123Prior
-from dynapose4d.priors.zero123_model import load_zero123
-from dynapose4d.priors.zero123_random import write_random_zero123
+from dynapose4d.pretrained.zero123 import load_zero123
+from dynapose4d.pretrained.zero123_random import write_random_zero123
+from dynapose4d.priors import PriorContext, ViewBatch, build_prior, prior_weights
+from dynapose4d.priors.zero123 import ZERO123_MODELS, Zero123Prior
 from dynapose4d.render import rasterize
 
 CPU = torch.device("cpu")
@@ -115,7 +115,7 @@ def test_camera_vector_is_relative_to_the_stage_reference_view(tiny_zero123_dir,
     """At static.camera.radius=2.5 a novel view at the same distance has Δradius 0 (it used to get 0.5),
     and a photo taken from 20° above shifts Δpolar by the reference elevation."""
     settings = compose_config(["static.camera.radius=2.5", "elevation=20", f"static.model={tiny_zero123_dir}"]).static
-    prior = build_prior(settings, "static", reference_image()[None], settings.camera, CPU)
+    prior = build_prior(PriorContext(settings, "static", reference_image()[None], settings.camera, CPU))
     seen = []
     monkeypatch.setattr(prior.components, "projection", lambda joined: seen.append(joined[:, 0, -4:]) or joined)
     prior.camera_tokens(
@@ -145,7 +145,7 @@ def test_sds_gradient_reaches_every_gaussian_parameter(tiny_zero123_dir):
 
 def test_build_prior_loads_the_configured_directory(tiny_zero123_dir):
     settings = compose_config(["static.prior=stable_zero123", f"static.model={tiny_zero123_dir}"]).static
-    prior = build_prior(settings, "static", reference_image()[None], settings.camera, CPU)
+    prior = build_prior(PriorContext(settings, "static", reference_image()[None], settings.camera, CPU))
     assert isinstance(prior, Zero123Prior) and prior.stable and prior.guidance_scale == settings.sds.guidance_scale
     assert prior_weights(settings, "static")[0].location == str(tiny_zero123_dir)
 
@@ -153,7 +153,7 @@ def test_build_prior_loads_the_configured_directory(tiny_zero123_dir):
 def test_offline_without_a_local_copy_names_the_repo_the_key_and_the_licence(offline_hub):
     settings = compose_config(["static.prior=stable_zero123"]).static
     with pytest.raises(DynaPoseError) as error:
-        build_prior(settings, "static", reference_image()[None], settings.camera, CPU)
+        build_prior(PriorContext(settings, "static", reference_image()[None], settings.camera, CPU))
     message = str(error.value)
     assert "ashawkey/stable-zero123-diffusers" in message and "static.model=" in message
     assert "Non-Commercial" in message
@@ -166,7 +166,9 @@ def test_real_zero123_sds_step(name):
     directory = local_weights(ZERO123_MODELS[name])
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     settings = OmegaConf.create({"prior": name, "model": str(directory), "sds": compose_config([]).static.sds})
-    prior = build_prior(settings, "static", reference_image(256)[None], compose_config([]).static.camera, device)
+    prior = build_prior(
+        PriorContext(settings, "static", reference_image(256)[None], compose_config([]).static.camera, device)
+    )
     assert prior.image_embeddings.shape == (1, 768) and prior.image_latents.shape == (1, 4, 32, 32)
     colors = torch.rand(2, 256, 256, 3, device=device, requires_grad=True)
     prior.loss(colors, torch.ones(2, 256, 256, 1, device=device), random_views(2, 256), 0.5).backward()

@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 
 from ..errors import DynaPoseError
-from ..export import load_png_frames, save_png_frames, to_uint8, write_video
+from ..media import load_png_frames, save_png_frames, to_uint8, write_video
 from .image import WHITE, composite
 from .support import SupportKeypoints, load_support, save_support
 

@@ -8,7 +8,7 @@ from omegaconf import DictConfig
 
 from ..checkpoint import mark_done
 from ..errors import DynaPoseError
-from ..export import save_png, save_png_frames
+from ..media import save_png, save_png_frames
 from .image import MASK_FIX, load_reference_image, missing_mask, open_image
 from .sample import Sample
 

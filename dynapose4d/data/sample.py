@@ -39,7 +39,7 @@ import torch
 
 from ..cameras import REFERENCE_FOVY, REFERENCE_RADIUS, Cameras, orbit_cameras, reference_camera
 from ..errors import DynaPoseError
-from ..export import load_png, save_png
+from ..media import load_png, save_png
 
 FORMAT = "dynapose4d-sample/1"
 

@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..errors import DynaPoseError
-from ..export import atomic_output, save_png, to_uint8
+from ..media import atomic_output, save_png, to_uint8
 from .image import WHITE, composite
 
 DEFAULT_COUNT = 14  # PoseAnything's setting

@@ -1,7 +1,7 @@
 """Deformation fields phi(S, t) of DynaPose4D (eq. 2: S'_tau = phi(S, tau)).
 
 A deformation maps the canonical (static) Gaussians to their state at normalised
-time t in [-1, 1] (DESIGN.md §3: t spans the whole clip). Two fields share one
+time t in [-1, 1] (t spans the whole clip, see `normalised_time`). Two fields share one
 interface, so the dynamic stage and the losses never need to know which one runs:
 
     hexplane        DreamGaussian4D's field: the K-planes / 4DGaussians hexplane
@@ -10,13 +10,21 @@ interface, so the dynamic stage and the losses never need to know which one runs
                     Gaussians by linear blending of rigid transforms (`sparse_control.py`)
 
 Both are exactly the identity at initialisation (zero-initialised output layers), so
-the dynamic stage starts from the static result.
+the dynamic stage starts from the static result. A field registers itself where it is defined,
+with the schema of its settings, and has a config file in configs/dynamic/deformation/:
+
+    @DEFORMATIONS.register("hexplane", schema={"resolution": ListOf(Integer(min=2), length=4), ...})
+    class HexPlaneDeformation(Deformation): ...
 """
 
-import inspect
 from collections.abc import Mapping
 
 import torch
+
+from ..registry import Registry
+
+# name -> the field and its settings' schema; every module of this package is imported on first use
+DEFORMATIONS = Registry("deformation", __name__)
 
 
 def normalised_time(frames: torch.Tensor, num_frames: int) -> torch.Tensor:
@@ -74,20 +82,9 @@ class Deformation(torch.nn.Module):
 
 
 def build_deformation(name: str, settings: Mapping, means: torch.Tensor) -> Deformation:
-    """The deformation named `name` ("hexplane" | "sparse_control") for canonical centres `means` [N, 3].
+    """The deformation registered as `name` for canonical centres `means` [N, 3].
 
-    `settings` is the config group (dict or DictConfig). Keys the field's constructor
-    knows are used, missing ones take the constructor's defaults, and other keys (e.g.
-    learning rates, which belong to the trainer) are ignored.
+    `settings` is its config group (dynamic.deformation): every key but `name` is a constructor
+    argument, checked against the field's registered schema before the run starts.
     """
-    # Imported here: the submodules import `Deformation` from this package.
-    from .hexplane import HexPlaneDeformation
-    from .sparse_control import SparseControlDeformation
-
-    classes = {"hexplane": HexPlaneDeformation, "sparse_control": SparseControlDeformation}
-    if name not in classes:
-        raise ValueError(f"unknown deformation {name!r}; choose one of {sorted(classes)}")
-    cls = classes[name]
-    known = [key for key in inspect.signature(cls.__init__).parameters if key not in ("self", "means")]
-    kwargs = {key: settings[key] for key in known if key in settings}
-    return cls(means, **kwargs)
+    return DEFORMATIONS[name].component(means, **{key: value for key, value in settings.items() if key != "name"})

@@ -25,7 +25,8 @@ import torch
 import torch.nn.functional as F
 
 from ..geometry import quat_multiply
-from . import Deformation
+from ..rules import Integer, ListOf, Nullable, Number
+from . import DEFORMATIONS, Deformation
 
 AXES = "xyzt"
 # (0,1) xy, (0,2) xz, (0,3) xt, (1,2) yz, (1,3) yt, (2,3) zt: 4DGaussians' plane order.
@@ -52,6 +53,18 @@ def head(width: int, out: int) -> torch.nn.Sequential:
     return torch.nn.Sequential(torch.nn.Linear(width, width), torch.nn.ReLU(), last)
 
 
+@DEFORMATIONS.register(
+    "hexplane",
+    schema={
+        "resolution": ListOf(Integer(min=2), length=4),  # x, y, z, t cells: a plane needs 2 to interpolate
+        "multires": ListOf(Integer(min=1), nonempty=True),
+        "feature_dim": Integer(min=1),
+        "width": Integer(min=1),
+        "depth": Integer(min=1),
+        "bounds": Nullable(Number(above=0)),
+        "bounds_padding": Number(min=0),
+    },
+)
 class HexPlaneDeformation(Deformation):
     """4DGaussians' hexplane field + MLP heads (Δposition, Δrotation, Δlog-scale).
 

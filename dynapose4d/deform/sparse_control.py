@@ -18,7 +18,8 @@ import torch
 import torch.nn.functional as F
 
 from ..geometry import quat_multiply, quat_to_matrix
-from . import Deformation
+from ..rules import Integer, Number
+from . import DEFORMATIONS, Deformation
 
 
 def farthest_point_sampling(points: torch.Tensor, count: int) -> torch.Tensor:
@@ -72,6 +73,18 @@ def initial_radii(controls: torch.Tensor, k: int) -> torch.Tensor:
     return nearest.mean(dim=-1).clamp_min(1e-6)
 
 
+@DEFORMATIONS.register(
+    "sparse_control",
+    schema={
+        "num_controls": Integer(min=1),
+        "k_neighbors": Integer(min=1),
+        "width": Integer(min=1),
+        "depth": Integer(min=1),
+        "pos_freqs": Integer(min=0),
+        "time_freqs": Integer(min=0),
+        "init_radius_scale": Number(above=0),
+    },
+)
 class SparseControlDeformation(Deformation):
     """SC4D's control nodes + motion MLP + linear blend skinning.
 

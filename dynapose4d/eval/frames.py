@@ -8,10 +8,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-
-def to_uint8(images: torch.Tensor) -> np.ndarray:
-    """Floats [..., 3] in [0, 1] -> uint8 array [..., 3], rounded to nearest (as PNG writers and cv2 do)."""
-    return (images.detach().float().clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
+from ..media import to_uint8
 
 
 def from_uint8(pixels: np.ndarray) -> torch.Tensor:

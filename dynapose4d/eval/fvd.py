@@ -31,10 +31,10 @@ import torch
 from PIL import Image
 
 from ..errors import DynaPoseError
+from ..media import to_uint8
 from ..pretrained import PretrainedModel, resolve_pretrained
-from .frames import to_uint8
-from .i3d import I3D_SIZE, InceptionI3d, load_i3d_400
-from .i3d import i3d_features as consistent4d_features
+from ..pretrained.i3d import I3D_SIZE, InceptionI3d, load_i3d_400
+from ..pretrained.i3d import i3d_features as consistent4d_features
 
 I3D_DOWNLOAD = "https://www.dropbox.com/s/ge9e5ujwgetktms/i3d_torchscript.pt?dl=1"
 

@@ -13,7 +13,7 @@ import torch
 
 from ..data.image import composite
 from ..data.sample import Sample
-from ..stages.outputs import render_views
+from ..render.views import render_views
 from .frames import resize_frames
 from .image_metrics import object_psnr, psnr, ssim
 from .lpips_metric import load_lpips, lpips_distance

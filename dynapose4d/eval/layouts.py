@@ -20,7 +20,8 @@ from PIL import Image
 
 from ..data.image import has_alpha
 from ..errors import DynaPoseError
-from .frames import from_uint8, to_uint8
+from ..media import to_uint8
+from .frames import from_uint8
 
 CONSISTENT4D_OBJECTS = ("aurorus", "crocodile", "guppie", "monster", "pistol", "skull", "trump")
 CONSISTENT4D_VIEWS = 4

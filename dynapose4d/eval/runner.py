@@ -18,7 +18,7 @@ from ..cameras import orbit_cameras
 from ..data.image import WHITE, composite
 from ..data.sample import load_sample
 from ..errors import DynaPoseError
-from ..pipeline import resolve_device
+from ..run import resolve_device
 from .fvd import FVDPool
 from .layouts import (
     CONSISTENT4D_AZIMUTHS,

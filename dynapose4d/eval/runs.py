@@ -8,7 +8,7 @@ from ..cameras import Cameras
 from ..data.image import WHITE  # both benchmarks composite on white
 from ..errors import DynaPoseError
 from ..gaussians import GaussianModel
-from ..stages.outputs import render_views
+from ..render.views import render_views
 
 
 def latest_finished_run(directory: Path) -> Path:

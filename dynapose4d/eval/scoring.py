@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from ..errors import DynaPoseError
-from .clip import clip_similarity
+from ..pretrained.clip import clip_similarity
 from .frames import resize_frames
 from .fvd import FVDPool
 from .image_metrics import psnr, ssim

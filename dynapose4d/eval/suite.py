@@ -10,9 +10,9 @@ from dataclasses import dataclass, field
 import torch
 
 from ..errors import DynaPoseError
-from .clip import CLIP_BENCHMARK_MODEL, Clip, load_clip
+from ..pretrained.clip import CLIP_BENCHMARK_MODEL, Clip, load_clip
+from ..pretrained.i3d import InceptionI3d
 from .fvd import load_i3d
-from .i3d import InceptionI3d
 from .lpips_metric import LPIPS_BACKBONES, LPIPS_BENCHMARK_NET, load_lpips
 
 

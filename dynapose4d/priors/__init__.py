@@ -1,33 +1,26 @@
-"""Novel-view supervision for the static stage: one interface, several priors.
+"""Novel-view supervision for both training stages: one interface, several priors.
 
 A prior scores renders of random views: `prior.loss(colors, alphas, views, step_ratio)`
 returns a scalar to minimise, the mean over the views of a per-view term, so the stages can
 score the views in chunks (chunks.py). `zero123` / `stable_zero123` distil Zero-1-to-3's
-score (SDS); `oracle` compares with a ground-truth sample's own training views.
+score (SDS); `oracle` compares with a ground-truth sample's own training views. A prior is a
+`Prior` subclass registered where it is defined (`@PRIORS.register("name")`); `<stage>.prior`
+names it.
 """
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
-from typing import Protocol
+from dataclasses import dataclass
 
 import torch
 from omegaconf import DictConfig
 
-from ..cameras import Cameras
+from ..cameras import Cameras, sample_orbit_cameras
 from ..data.sample import Sample
-from ..errors import DynaPoseError
-from ..pretrained import PretrainedModel, resolve_pretrained
+from ..pretrained import PretrainedModel
+from ..registry import Registry
 
-# <stage>.prior -> where its weights live by default; `<stage>.model` overrides the location.
-ZERO123_MODELS = {
-    "zero123": PretrainedModel("Zero123-XL", "ashawkey/zero123-xl-diffusers", "static.model", "MIT"),
-    "stable_zero123": PretrainedModel(
-        "Stable Zero123",
-        "ashawkey/stable-zero123-diffusers",
-        "static.model",
-        "Stability AI Non-Commercial Research Community License (stabilityai/stable-zero123 on Hugging Face)",
-    ),
-}
+# <stage>.prior -> its Prior subclass; every module of this package is imported on first use
+PRIORS = Registry("prior", __name__)
 
 
 @dataclass
@@ -68,20 +61,33 @@ def draw_noise_seeds(count: int, generator: torch.Generator | None = None) -> to
     return torch.randint(0, 2**62, (count,), generator=generator, dtype=torch.int64)
 
 
-def prior_weights(settings: DictConfig, stage: str) -> list[PretrainedModel]:
-    """The pretrained model a stage's `settings` need (none for the oracle or no prior)."""
-    if settings.prior not in ZERO123_MODELS:
-        return []
-    weights = replace(ZERO123_MODELS[settings.prior], config_key=f"{stage}.model")
-    return [replace(weights, location=str(settings.model)) if settings.model else weights]
+@dataclass
+class PriorContext:
+    """What a prior is built from: the settings of its stage and the stage's references."""
+
+    settings: DictConfig  # the stage's settings (static or dynamic): prior, model, sds, ...
+    stage: str
+    references: torch.Tensor  # [F, H, W, 4] RGBA: the input image (F = 1) or the driving frames
+    camera: DictConfig  # the reference view: `elevation` (degrees) and `radius`
+    device: torch.device
+    ground_truth: Callable[[], Sample | None] = lambda: None  # the run's sample, read only when needed
 
 
-class Prior(Protocol):
+class Prior:
     """Scores renders of novel views; the stages minimise `loss` (static and dynamic alike).
 
     `loss` must be the mean over the views of a term that depends on each view alone (its
     render, its ViewBatch fields and its noise seed): score_in_chunks relies on it.
     """
+
+    @classmethod
+    def build(cls, context: PriorContext) -> "Prior":
+        raise NotImplementedError
+
+    @classmethod
+    def weights(cls, settings: DictConfig, stage: str) -> list[PretrainedModel]:
+        """The pretrained models it loads with these settings, located before anything runs (weights.py)."""
+        return []
 
     def loss(
         self,
@@ -89,49 +95,40 @@ class Prior(Protocol):
         alphas: torch.Tensor,  # [B, H, W, 1]
         views: ViewBatch,
         step_ratio: float,  # training progress in [0, 1]: priors anneal on it (SDS's max timestep)
-    ) -> torch.Tensor: ...  # a scalar
+    ) -> torch.Tensor:  # a scalar
+        raise NotImplementedError
 
+    def sample_cameras(
+        self, count: int, size: int, generator: torch.Generator, camera: DictConfig
+    ) -> tuple[Cameras, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """`count` cameras rendering `size`²: cameras, elevations [count], azimuths [count] (degrees) and each
+        view's index among the prior's own views (None: any view).
 
-def build_prior(
-    settings: DictConfig,
-    stage: str,
-    references: torch.Tensor,  # [F, H, W, 4] RGBA: the input image (F = 1) or the driving frames
-    camera: DictConfig,  # the reference view: `elevation` (degrees) and `radius`
-    device: torch.device,
-    ground_truth: Callable[[], Sample | None] = lambda: None,  # the run's sample, read only when needed
-) -> Prior | None:
-    """The prior named by `settings.prior` (the settings of `stage`: static or dynamic), or None for `none`."""
-    name = settings.prior
-    if name == "none":
+        A score-distillation prior can score any view: uniform on the orbit of `camera`
+        (static.camera); a prior with views of its own (the oracle) overrides this.
+        """
+        cameras, elevations, azimuths = sample_orbit_cameras(
+            count, generator, camera.elevation_range, camera.azimuth_range, camera.radius, camera.fovy,
+            size, size, reference_elevation=camera.elevation,
+        )  # fmt: skip
+        return cameras, elevations, azimuths, None
+
+    def timestep(self, step_ratio: float) -> float | None:
+        """The diffusion timestep a step at `step_ratio` scores at, to log; None for a prior without one."""
         return None
-    if name not in BUILDERS:
-        raise DynaPoseError(f"unknown {stage}.prior={name!r}; choose one of none, {', '.join(BUILDERS)}")
-    return BUILDERS[name](settings, stage, references, camera, device, ground_truth)
 
 
-def _oracle(settings, stage, references, camera, device, ground_truth) -> Prior:
-    sample = ground_truth()
-    if sample is None:
-        raise DynaPoseError(f"{stage}.prior=oracle needs ground truth: use it with experiment=ground_truth sample=DIR")
-    from .oracle import OraclePrior
-
-    return OraclePrior(sample, needs_every_frame=stage == "dynamic")
+def build_prior(context: PriorContext) -> Prior | None:
+    """The prior named by `<stage>.prior`, or None for `none`."""
+    name = context.settings.prior
+    return None if name == "none" else PRIORS[name].component.build(context)
 
 
-def _zero123(settings, stage, references, camera, device, ground_truth) -> Prior:
-    from .zero123 import Zero123Prior
-    from .zero123_model import load_zero123
-
-    (weights,) = prior_weights(settings, stage)
-    half = settings.sds.half_precision and device.type == "cuda"  # fp16 is slow on CPU, and NaN-prone there
-    components = load_zero123(resolve_pretrained(weights), device, torch.float16 if half else torch.float32)
-    sds, stable = settings.sds, settings.prior == "stable_zero123"
-    return Zero123Prior(
-        components, references, sds.guidance_scale, tuple(sds.max_timestep), stable,
-        reference_elevation=camera.elevation, reference_radius=camera.radius,
-    )  # fmt: skip
+def prior_weights(settings: DictConfig, stage: str) -> list[PretrainedModel]:
+    """The pretrained models a stage's `settings` need (none for the oracle or no prior)."""
+    return [] if settings.prior == "none" else PRIORS[settings.prior].component.weights(settings, stage)
 
 
-# <stage>.prior -> its builder: a new prior is its module plus one line here.
-BUILDERS = {"oracle": _oracle, "zero123": _zero123, "stable_zero123": _zero123}
-PRIORS = ("none", *BUILDERS)  # what <stage>.prior accepts (config_schema.py)
+def prior_choices() -> tuple[str, ...]:
+    """What `<stage>.prior` accepts (config_schema.py)."""
+    return ("none", *PRIORS.names())

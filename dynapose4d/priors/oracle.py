@@ -7,16 +7,27 @@ stage needs them at every frame (a sample with `train_frames` = its frame count)
 """
 
 import torch
+from omegaconf import DictConfig
 
 from ..cameras import Cameras
 from ..data.image import WHITE
 from ..data.sample import Sample
 from ..errors import DynaPoseError
-from . import ViewBatch
+from . import PRIORS, Prior, PriorContext, ViewBatch
 
 
-class OraclePrior:
+@PRIORS.register("oracle")
+class OraclePrior(Prior):
     """Mean squared error of colour and coverage to the sample's training views."""
+
+    @classmethod
+    def build(cls, context: PriorContext) -> "OraclePrior":
+        sample = context.ground_truth()
+        if sample is None:
+            raise DynaPoseError(
+                f"{context.stage}.prior=oracle needs ground truth: use it with experiment=ground_truth sample=DIR"
+            )
+        return cls(sample, needs_every_frame=context.stage == "dynamic")
 
     def __init__(self, sample: Sample, needs_every_frame: bool):
         renders = sample.train_renders  # [F, U, H, W, 4]
@@ -33,7 +44,7 @@ class OraclePrior:
         self._resized: dict[int, torch.Tensor] = {}
 
     def sample_cameras(
-        self, count: int, size: int, generator: torch.Generator
+        self, count: int, size: int, generator: torch.Generator, camera: DictConfig | None = None
     ) -> tuple[Cameras, torch.Tensor, torch.Tensor, torch.Tensor]:
         """`count` training views drawn uniformly, rendering `size`²: cameras, elevations [count],
         azimuths [count] (degrees, for the ViewBatch) and their indices [count] among the training views."""

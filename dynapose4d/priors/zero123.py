@@ -11,23 +11,62 @@ residual w(t) (eps_hat - eps) with w(t) = 1 - alpha_bar_t is pushed back into th
 Each view's random draws come from its own seed (ViewBatch.noise_seeds).
 """
 
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
 import numpy as np
 import torch
 import torch.nn.functional as F
+from omegaconf import DictConfig
 from PIL import Image
 
 from ..cameras import REFERENCE_RADIUS, zero123_camera_vector
 from ..data.image import WHITE, composite, resize_square
-from . import ViewBatch, draw_noise_seeds
-from .zero123_model import Zero123Components
+from ..pretrained import PretrainedModel, resolve_pretrained
+from . import PRIORS, Prior, PriorContext, ViewBatch, draw_noise_seeds
+
+if TYPE_CHECKING:  # diffusers is imported when a model is loaded, not when the priors are listed
+    from ..pretrained.zero123 import Zero123Components
+
+# <stage>.prior -> where its weights live by default; `<stage>.model` overrides the location.
+ZERO123_MODELS = {
+    "zero123": PretrainedModel("Zero123-XL", "ashawkey/zero123-xl-diffusers", "static.model", "MIT"),
+    "stable_zero123": PretrainedModel(
+        "Stable Zero123",
+        "ashawkey/stable-zero123-diffusers",
+        "static.model",
+        "Stability AI Non-Commercial Research Community License (stabilityai/stable-zero123 on Hugging Face)",
+    ),
+}
 
 
-class Zero123Prior:
-    """Novel-view SDS loss for the static stage; `stable=True` uses Stable Zero123's camera vector."""
+@PRIORS.register("stable_zero123")
+@PRIORS.register("zero123")
+class Zero123Prior(Prior):
+    """Novel-view SDS loss for both stages; `stable=True` uses Stable Zero123's camera vector."""
+
+    @classmethod
+    def weights(cls, settings: DictConfig, stage: str) -> list[PretrainedModel]:
+        weights = replace(ZERO123_MODELS[settings.prior], config_key=f"{stage}.model")
+        return [replace(weights, location=str(settings.model)) if settings.model else weights]
+
+    @classmethod
+    def build(cls, context: PriorContext) -> "Zero123Prior":
+        from ..pretrained.zero123 import load_zero123
+
+        settings, device, camera = context.settings, context.device, context.camera
+        (weights,) = cls.weights(settings, context.stage)
+        half = settings.sds.half_precision and device.type == "cuda"  # fp16 is slow on CPU, and NaN-prone there
+        components = load_zero123(resolve_pretrained(weights), device, torch.float16 if half else torch.float32)
+        sds, stable = settings.sds, settings.prior == "stable_zero123"
+        return cls(
+            components, context.references, sds.guidance_scale, tuple(sds.max_timestep), stable,
+            reference_elevation=camera.elevation, reference_radius=camera.radius,
+        )  # fmt: skip
 
     def __init__(
         self,
-        components: Zero123Components,
+        components: "Zero123Components",
         references: torch.Tensor,  # [F, H, W, 4] RGBA in [0, 1]: the input image, or one per driving frame
         guidance_scale: float,
         max_timestep: tuple[float, float],  # (start, end) as fractions of the training schedule

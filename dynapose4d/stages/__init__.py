@@ -1,4 +1,9 @@
-"""Pipeline stages: each module has `check(cfg)`, `execute(run)` and `verify(run)` (see pipeline.stage_modules).
+"""Pipeline stages, in the order they run (STAGE_ORDER, the one place it is written).
 
-The training stages (static, dynamic) subclass training.TrainingStage, which owns their lifecycle.
+A stage is a module of this package with `check(cfg)`, `execute(run)` and `verify(run)`, and
+optionally `outdated(run)` (see pipeline.stage_modules). The training stages (static,
+dynamic) subclass training.TrainingStage, which owns their lifecycle; their loss terms are
+in terms/.
 """
+
+STAGE_ORDER = ("static", "video", "keypoints", "dynamic")

@@ -4,11 +4,12 @@ Each step samples a batch of driving frames, deforms the static Gaussians to tho
 times, renders them at the reference view (and at random novel views when a prior is
 set) and minimises
 
-    L = L_Ref (eq. 3) + w_kml L_KML (eq. 4) + w_scl L_SCL (eq. 5) + w_sds SDS    (PAL = KML + SCL)
-        + the motion priors enabled in `loss` (rigidity, isometry, ARAP, plane TV, time smoothness)
+    L = L_Ref (eq. 3) + w_kml L_KML (eq. 4) + w_scl L_SCL (eq. 5) + w_prior SDS    (PAL = KML + SCL)
+        + the motion priors enabled in `dynamic.loss` (rigidity, isometry, ARAP, plane TV, time smoothness)
 
 where SDS conditions Zero123 on each view's driving frame (DreamGaussian4D) and the motion
-priors (motion_priors.py) hold what the reference view cannot see: depth and stretch.
+priors hold what the reference view cannot see: depth and stretch. Each term is a function
+registered in terms/ and weighted by its entry in `dynamic.loss` (terms/__init__.py).
 
 Writes dynamic/{checkpoint.pt, renders/{reference,orbit}.mp4, frames/NNN.ply, DONE} and,
 with ground truth, held-out metrics at every frame.
@@ -17,7 +18,6 @@ with ground truth, held-out metrics at every frame.
 import logging
 
 import torch
-import torch.nn.functional as F
 from omegaconf import DictConfig
 
 from ..cameras import Cameras, orbit_cameras, reference_camera
@@ -28,20 +28,17 @@ from ..deform import Deformation, build_deformation, normalised_time
 from ..deform.anchored import AnchoredDeformation
 from ..errors import DynaPoseError
 from ..eval.heldout import score_heldout
-from ..export import write_video
 from ..gaussians import GaussianModel
 from ..keypoints import TemplateMatchingDetector, lift_keypoints, project_points
-from ..losses import keypoint_match_loss, pose_alignment_loss, reference_loss, spatio_temporal_consistency_loss
+from ..media import write_video
 from ..pretrained import PretrainedModel
-from ..priors import ViewBatch, build_prior, draw_noise_seeds, prior_weights
-from ..priors.chunks import score_in_chunks
+from ..priors import PriorContext, ViewBatch, build_prior, draw_noise_seeds, prior_weights
 from ..render import rasterize
+from ..render.views import ORBIT_ELEVATION, render_views
 from ..run import Run
-from ..schedules import exponential_lr, reference_warmup, render_size, step_ratio
+from ..schedules import exponential_lr, render_size
 from .keypoints import load_detector
-from .motion_priors import MotionPriors
-from .novel_views import novel_cameras
-from .outputs import ORBIT_ELEVATION, render_views
+from .terms import DYNAMIC_TERMS, DynamicBatch, build_terms
 from .training import TrainingStage
 
 log = logging.getLogger(__name__)
@@ -69,24 +66,29 @@ class DynamicStage(TrainingStage):
         camera = cfg.static.camera
         self.camera = reference_camera(size, size, camera.radius, camera.fovy, camera.elevation).to(device)
 
-        self.prior = build_prior(self.settings, NAME, driving, camera, device, lambda: run.ground_truth)
+        self.prior = build_prior(PriorContext(self.settings, NAME, driving, camera, device, lambda: run.ground_truth))
         self.model = run.static_model().to(device)
         self.model.requires_grad_(self.settings.optimize_gaussians)
-        canonical_means = self.model.params["means"].detach()
         # phi's initial weights come from the global RNG: seeding here makes them independent
         # of which stages ran before in this process (a resumed run, a sweep, the ablation).
         torch.manual_seed(cfg.seed)
-        self.deformation = build_deformation(cfg.deformation.name, cfg.deformation, canonical_means)
+        deformation = self.settings.deformation
+        self.deformation = build_deformation(deformation.name, deformation, self.canonical_means)
         if self.settings.anchor_frame is not None:
             self.deformation = self._anchored(self.deformation, self.settings.anchor_frame)
         self.deformation.to(device)
-        self.motion_priors = MotionPriors(cfg.loss, self.deformation, canonical_means)
-        if cfg.loss.kml.weight > 0:  # without KML the keypoints stage may be skipped
+        if self.settings.loss.kml > 0:  # without KML the keypoints stage may be skipped
             self._prepare_keypoint_match(scale)
+        self.terms = build_terms(DYNAMIC_TERMS, self, self.settings.loss)
         self.optimizer = torch.optim.Adam(self._param_groups())
         self.restore()
 
     # ----- deformed Gaussians ---------------------------------------------------------------
+
+    @property
+    def canonical_means(self) -> torch.Tensor:
+        """[N, 3] the static Gaussians' centres now (they train with phi when optimize_gaussians), detached."""
+        return self.model.params["means"].detach()
 
     def deformed(self, frames: torch.Tensor) -> list[dict[str, torch.Tensor]]:
         """Activated Gaussians at each frame index in `frames` [B]."""
@@ -110,7 +112,7 @@ class DynamicStage(TrainingStage):
         self.skeleton = support.skeleton
         self.keypoint_visibility = visibility.to(self.device)  # [T, N] 0 where tracking lost a point
         points = (support.points * self.settings.render_size / support.image_size[1]).to(self.device)  # [N, 2]
-        if self.cfg.loss.kml.mode == "lift":
+        if self.settings.kml_mode == "lift":
             self.lifted_keypoints = self._lift(points)  # [N, 3]
         elif self.cfg.keypoints.source == "poseanything":  # the model that found the driving keypoints
             self.detector = load_detector(self.run, support)
@@ -159,7 +161,7 @@ class DynamicStage(TrainingStage):
         camera, settings = self.cfg.static.camera, self.settings
         size = render_size(self.step, settings.iterations, settings.novel_view_sizes)
         count = settings.views_per_frame * len(frames)
-        cameras, elevations, azimuths, picks = novel_cameras(self.prior, count, size, self.generator, camera)
+        cameras, elevations, azimuths, picks = self.prior.sample_cameras(count, size, self.generator, camera)
         repeated = frames.repeat_interleave(settings.views_per_frame)  # [B * V]
         backgrounds = WHITE.to(self.device).expand(count, 3)  # [B * V, 3]
         seeds = draw_noise_seeds(count, self.step_generator())
@@ -186,44 +188,20 @@ class DynamicStage(TrainingStage):
         return colors, alphas, torch.cat([c for c, _ in novel]), torch.cat([a for _, a in novel])
 
     def train_step(self) -> dict[str, float]:
-        weights, iterations = self.cfg.loss, self.settings.iterations
         self._schedule_means_lr()
         frames = self.sample_frames()
         views = self.sample_views(frames) if self.prior is not None else None
         deformed = self.deformed(frames)
         renders, alphas, novel_renders, novel_alphas = self.render(deformed, views)
-        zero = torch.zeros((), device=self.device)  # a disabled term
-        self.reference_mse = F.mse_loss(renders.detach(), self.target_rgb[frames])  # for the log
-        losses = {
-            "ref": reference_loss(
-                renders, self.target_rgb[frames], alphas, self.target_mask[frames], weights.ref.mask / weights.ref.rgb
-            ),
-            "kml": self._keypoint_match(frames, renders, alphas) if weights.kml.weight > 0 else zero,
-            "scl": self._consistency(frames) if weights.scl.weight > 0 else zero,
-        }
-        priors = {}
-        if self.motion_priors.weights:  # all off by default: no activation or stacking on the hot path
-            t = normalised_time(frames.float(), self.num_frames).to(self.device)
-            priors = self.motion_priors.terms(self.model.activated(), deformed, t)
-        losses.update(priors)
-        warmup = reference_warmup(self.step, iterations, weights.ref.warmup)
-        total = (
-            warmup * weights.ref.rgb * losses["ref"]
-            + pose_alignment_loss(losses["kml"], losses["scl"], weights.kml.weight, weights.scl.weight)
-            + self.motion_priors.total(priors)
+        t = normalised_time(frames.float(), self.num_frames).to(self.device)
+        values, total = self.evaluate_terms(
+            DynamicBatch(renders, alphas, frames, views, novel_renders, novel_alphas, t, deformed)
         )
-        sds_surrogate = zero  # carries the prior's gradient (priors/chunks.py)
-        if views is not None:
-            losses["sds"], sds_surrogate = score_in_chunks(
-                self.prior, novel_renders, novel_alphas, views, step_ratio(self.step, iterations),
-                self.settings.prior_chunk,
-            )  # fmt: skip
-            total = total + weights.sds.weight * losses["sds"]  # its value, to log: the loss itself is detached
         self.optimizer.zero_grad(set_to_none=True)
-        (total + weights.sds.weight * sds_surrogate).backward()
+        total.backward()
         self.optimizer.step()
         self.step += 1
-        return {**{key: value.item() for key, value in losses.items()}, "total": total.item()}
+        return {**{key: value.item() for key, value in values.items()}, "total": total.item()}
 
     @torch.no_grad()
     def live_splats(self) -> list:
@@ -243,7 +221,7 @@ class DynamicStage(TrainingStage):
             for frame, render, target in zip(frames.tolist(), renders, targets)
         }
         if hasattr(self, "keypoints"):
-            predicted = self._predicted_keypoints(frames, renders, alphas)  # [2, N, 2]
+            predicted = self.predicted_keypoints(frames, renders, alphas)  # [2, N, 2]
             visible = self.keypoint_visibility[frames].cpu()
             drawn_render = draw_keypoints(renders.cpu(), predicted.cpu(), self.skeleton, visible)
             drawn_driving = draw_keypoints(targets.cpu(), self.keypoints[frames].cpu(), self.skeleton, visible)
@@ -251,16 +229,10 @@ class DynamicStage(TrainingStage):
                 images[f"keypoints/frame_{frame}_render_vs_driving"] = torch.cat([render, target], dim=1)
         return images
 
-    def _keypoint_match(self, frames: torch.Tensor, renders: torch.Tensor, alphas: torch.Tensor) -> torch.Tensor:
-        """L_KML between the driving frames' keypoints and those of the deformed model."""
-        predicted = self._predicted_keypoints(frames, renders, alphas)  # [B, N, 2]
-        visibility = self.keypoint_visibility[frames]  # [B, N]
-        return keypoint_match_loss(predicted, self.keypoints[frames], self.camera.width, visibility)
-
-    def _predicted_keypoints(self, frames: torch.Tensor, renders: torch.Tensor, alphas: torch.Tensor) -> torch.Tensor:
+    def predicted_keypoints(self, frames: torch.Tensor, renders: torch.Tensor, alphas: torch.Tensor) -> torch.Tensor:
         """The deformed model's keypoints [B, N, 2] at `frames`: lifted points moved by phi, or found on `renders`
         [B, S, S, 3] (over the run's background, with coverage `alphas` [B, S, S, 1])."""
-        if self.cfg.loss.kml.mode == "lift":
+        if self.settings.kml_mode == "lift":
             t = normalised_time(frames.float(), self.num_frames).to(self.device)
             points = self.deformation.deform_points(self.lifted_keypoints, t)  # [B, N, 3]
             batch = len(frames)
@@ -268,20 +240,6 @@ class DynamicStage(TrainingStage):
         # The detector saw the driving frames and the support image over white: so must the renders, or its
         # bias stops cancelling between the two sides of eq. 4 (with background=black, say).
         return self.detector(renders + (1 - alphas) * (WHITE.to(renders) - self.background.to(renders)))
-
-    def _consistency(self, frames: torch.Tensor) -> torch.Tensor:
-        """L_SCL over each sampled frame and the next one (the last frame has no successor)."""
-        frames = frames[frames < self.num_frames - 1]
-        if len(frames) == 0:
-            return torch.zeros((), device=self.device)
-        canonical = self.model.params["means"]
-        now = self.deformation.motion_points(
-            canonical, normalised_time(frames.float(), self.num_frames).to(self.device)
-        )
-        after = self.deformation.motion_points(
-            canonical, normalised_time(frames.float() + 1, self.num_frames).to(self.device)
-        )
-        return sum(spatio_temporal_consistency_loss(torch.stack([a, b])) for a, b in zip(now, after))
 
     # ----- TrainingStage's hooks ------------------------------------------------------------
 

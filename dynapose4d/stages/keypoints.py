@@ -23,25 +23,12 @@ from ..data.support import SupportKeypoints, automatic_support, load_support
 from ..errors import DynaPoseError
 from ..keypoint_tracking import TrackSettings, track_points
 from ..pretrained import PretrainedModel, resolve_pretrained
+from ..pretrained.poseanything import CapeDetector, load_cape_checkpoint, poseanything_weights
 from ..run import Run
 
 log = logging.getLogger(__name__)
 NAME = "keypoints"
 SOURCES = ("poseanything", "track", "oracle")
-# The project's 1.0.0 release asset: a direct URL, so the default needs no manual step. It may be the
-# pre-February-2024 SwinV2-B/224 model rather than today's Small; the loader reads which from the shapes.
-POSEANYTHING_RELEASE = "https://github.com/orhir/PoseAnything/releases/download/1.0.0/demo_b.pth"
-POSEANYTHING_DOWNLOAD = (
-    f"{POSEANYTHING_RELEASE}, or (as a local path) a Google-Drive model from the PoseAnything README, e.g. the "
-    "1-shot Swin 'Small' split 1: https://drive.google.com/file/d/1RT1Q8AMEa1kj6k9ZqrtWIKyuR4Jn4Pqc"
-)
-
-
-def poseanything_weights(checkpoint: str | None) -> PretrainedModel:
-    """`keypoints.checkpoint`: a local file, or a URL that is downloaded once into torch hub's cache."""
-    return PretrainedModel(
-        "PoseAnything", checkpoint, "keypoints.checkpoint", "Apache-2.0", download=POSEANYTHING_DOWNLOAD
-    )
 
 
 def check(cfg: DictConfig) -> list[PretrainedModel]:
@@ -122,8 +109,6 @@ def support_keypoints(run: Run) -> SupportKeypoints:
 
 def load_detector(run: Run, support: SupportKeypoints):
     """PoseAnything from `keypoints.checkpoint`, with the support image encoded, on the run's device."""
-    from ..priors.cape import CapeDetector, load_cape_checkpoint
-
     device = run.device
     model = load_cape_checkpoint(resolve_pretrained(poseanything_weights(run.cfg.keypoints.checkpoint))).to(device)
     reference = composite(run.reference(), WHITE)  # [S, S, 3]

@@ -10,7 +10,6 @@ static/{checkpoint.pt, model.ply, renders/, DONE} and, with ground truth, metric
 import logging
 
 import torch
-import torch.nn.functional as F
 from omegaconf import DictConfig
 
 from ..cameras import orbit_cameras, reference_camera
@@ -18,16 +17,15 @@ from ..checkpoint import load_checkpoint, non_finite
 from ..data.image import composite, resize_square
 from ..densify import Densifier
 from ..eval.heldout import score_heldout
-from ..export import image_grid
 from ..gaussians import GaussianModel
+from ..media import image_grid
 from ..pretrained import PretrainedModel
-from ..priors import ViewBatch, build_prior, draw_noise_seeds, prior_weights
-from ..priors.chunks import score_in_chunks
+from ..priors import PriorContext, ViewBatch, build_prior, draw_noise_seeds, prior_weights
 from ..render import rasterize
+from ..render.views import render_views, write_turntable
 from ..run import Run
-from ..schedules import exponential_lr, reference_warmup, render_size, step_ratio
-from .novel_views import novel_cameras
-from .outputs import render_views, write_turntable
+from ..schedules import exponential_lr, render_size
+from .terms import STATIC_TERMS, StaticBatch, build_terms
 from .training import TrainingStage
 
 log = logging.getLogger(__name__)
@@ -50,12 +48,11 @@ class StaticStage(TrainingStage):
         image = run.reference()  # [H, W, 4]
         reference = resize_square(image, size)  # [S, S, 4]
         self.background = run.background  # [3]
-        self.target_rgb = composite(reference.to(device), self.background)  # [S, S, 3]
-        self.target_mask = reference[..., 3:].to(device)  # [S, S, 1]
+        self.target_rgb = composite(reference.to(device), self.background)[None]  # [1, S, S, 3]
+        self.target_mask = reference[None, ..., 3:].to(device)  # [1, S, S, 1]
         camera = settings.camera
         self.reference_camera = reference_camera(size, size, camera.radius, camera.fovy, camera.elevation).to(device)
-        self.prior = build_prior(settings, NAME, image[None], camera, device, lambda: run.ground_truth)
-        self.ref_warmup = reference_warmup_enabled(settings)
+        self.prior = build_prior(PriorContext(settings, NAME, image[None], camera, device, lambda: run.ground_truth))
 
         torch.manual_seed(self.cfg.seed)  # densification splits sample from the global RNG
         self.model = GaussianModel.from_sphere(
@@ -63,6 +60,7 @@ class StaticStage(TrainingStage):
         ).to(device)
         self.densifier = Densifier.from_dreamgaussian(**settings.densify)
         self._build_optimizers()
+        self.terms = build_terms(STATIC_TERMS, self, settings.loss)
         self.restore()
 
     def _build_optimizers(self) -> None:
@@ -97,41 +95,33 @@ class StaticStage(TrainingStage):
     # ----- optimisation -----------------------------------------------------------------
 
     def train_step(self) -> dict[str, float]:
-        settings, iterations = self.settings, self.settings.iterations
         self._schedule_means_lr()
         gaussians = self.model.activated()
-        size = settings.render_size
+        size, backend = self.settings.render_size, self.cfg.render.backend
         colors, alphas, info = rasterize(
             **gaussians, viewmats=self.reference_camera.viewmats, Ks=self.reference_camera.Ks, width=size,
-            height=size, backgrounds=self.background[None], backend=self.cfg.render.backend,
+            height=size, backgrounds=self.background[None], backend=backend,
         )  # fmt: skip
-        colors = colors.clamp(0, 1)  # as DreamGaussian's renderer returns every image (gs_renderer.py, render)
-        warmup = reference_warmup(self.step, iterations, self.ref_warmup)
-        rgb_error = F.mse_loss(colors[0], self.target_rgb)
-        self.reference_mse = rgb_error.detach()  # for the log, before the warm-up factor
-        losses = {"ref_rgb": warmup * rgb_error, "ref_mask": warmup * F.mse_loss(alphas[0], self.target_mask)}
-        prior_surrogate = torch.zeros((), device=self.device)  # carries the prior's gradient (priors/chunks.py)
+        # clamped, as DreamGaussian's renderer returns every image (gs_renderer.py, render)
+        batch = StaticBatch(colors.clamp(0, 1), alphas, torch.zeros(1, dtype=torch.long, device=self.device))
         if self.prior is not None:
-            views = self.sample_views()
-            novel_colors, novel_alphas, info = rasterize(
+            batch.views = views = self.sample_views()
+            novel_colors, batch.novel_alphas, info = rasterize(
                 **gaussians, viewmats=views.cameras.viewmats, Ks=views.cameras.Ks, width=views.cameras.width,
-                height=views.cameras.height, backgrounds=views.backgrounds, backend=self.cfg.render.backend,
+                height=views.cameras.height, backgrounds=views.backgrounds, backend=backend,
             )  # fmt: skip
-            losses["prior"], prior_surrogate = score_in_chunks(
-                self.prior, novel_colors.clamp(0, 1), novel_alphas, views, step_ratio(self.step, iterations),
-                settings.prior_chunk,
-            )  # fmt: skip
+            batch.novel_renders = novel_colors.clamp(0, 1)
+        values, total = self.evaluate_terms(batch)
         # DreamGaussian's densification statistics come from the prior's views (see Densifier.from_dreamgaussian).
         dreamgaussian_step = self.step + 1
         self.densifier.step_pre_backward(self.model, self.optimizers, dreamgaussian_step, info)
-        total = sum(settings.loss[key] * value for key, value in losses.items())  # the prior's value is detached
-        (total + settings.loss.prior * prior_surrogate).backward()
+        total.backward()
         for optimizer in self.optimizers.values():
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
         self.densifier.step_post_backward(self.model, self.optimizers, dreamgaussian_step, info)
         self.step += 1
-        return {**{key: value.item() for key, value in losses.items()}, "total": total.item()}
+        return {**{key: value.item() for key, value in values.items()}, "total": total.item()}
 
     def diagnostics(self) -> dict[str, float]:
         """TrainingStage's, and the Gaussian count."""
@@ -154,7 +144,7 @@ class StaticStage(TrainingStage):
         sides = orbit_cameras(torch.zeros(len(azimuths)), azimuths, camera.radius, camera.fovy, size, size)
         views = render_views(gaussians, sides.to(self.device), self.background, backend)  # [4, S, S, 3]
         return {
-            "reference/render_vs_input": torch.cat([rendered, self.target_rgb.cpu()], dim=1),
+            "reference/render_vs_input": torch.cat([rendered, self.target_rgb[0].cpu()], dim=1),
             "views/azimuth_0_90_180_270": image_grid(views, len(azimuths)),
         }
 
@@ -162,8 +152,8 @@ class StaticStage(TrainingStage):
         """`batch_size` random orbit views at this step's render size, each over black or white."""
         settings, camera = self.settings, self.settings.camera
         size = render_size(self.step, settings.iterations, settings.novel_view_sizes)
-        cameras, elevations, azimuths, picks = novel_cameras(
-            self.prior, settings.batch_size, size, self.generator, camera
+        cameras, elevations, azimuths, picks = self.prior.sample_cameras(
+            settings.batch_size, size, self.generator, camera
         )
         black = torch.rand(settings.batch_size, generator=self.generator) < settings.black_background_prob  # [B]
         backgrounds = (~black).float()[:, None].expand(-1, 3).to(self.device)  # [B, 3] white or black
@@ -176,12 +166,6 @@ class StaticStage(TrainingStage):
         lr = self.settings.lr
         for group in self.optimizers["means"].param_groups:
             group["lr"] = exponential_lr(self.step, lr.means, lr.means_final, self.settings.iterations)
-
-
-def reference_warmup_enabled(settings: DictConfig) -> bool:
-    """`loss.ref_warmup`: true | false | auto, DreamGaussian's choice per prior (on only for Zero123-XL)."""
-    choice = settings.loss.ref_warmup
-    return settings.prior == "zero123" if choice == "auto" else choice
 
 
 def check(cfg: DictConfig) -> list[PretrainedModel]:

@@ -1,7 +1,8 @@
 """The lifecycle every training stage shares: resume, the loop, checkpoints, stopping, the finish.
 
-A stage subclasses TrainingStage, builds its model and optimizers in `__init__` and ends
-it with `self.restore()`; it implements `train_step` (one step, returning its loss terms),
+A stage subclasses TrainingStage, builds its model, optimizers and loss terms (terms/) in
+`__init__` and ends it with `self.restore()`; it implements `train_step` (one step: render,
+`evaluate_terms`, backward; returning the terms' values),
 `trainable` (every tensor that trains, checked finite), `state_dict` / `load_state_dict`
 (its own state beyond the step, optimizers and RNGs, which this base saves) and
 `write_outputs`. `fit()` then:
@@ -30,9 +31,11 @@ from tqdm import tqdm
 
 from ..checkpoint import load_checkpoint, save_checkpoint
 from ..errors import DynaPoseError
+from ..priors import Prior
 from ..run import Run
-from ..schedules import step_ratio
+from ..schedules import reference_warmup, step_ratio
 from .monitor import Monitor
+from .terms import Term, weighted_total
 
 log = logging.getLogger(__name__)
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -48,6 +51,9 @@ class Stopped(KeyboardInterrupt):
 
 class TrainingStage:
     name: str  # the stage's directory and its config group
+    terms: dict[str, Term]  # the enabled loss terms by name, weighted by `<stage>.loss` (terms/)
+    prior: Prior | None = None  # the novel-view prior, None for `<stage>.prior=none`
+    reference_mse: torch.Tensor | None = None  # the last step's ref_rgb term, for the log
 
     def __init__(self, run: Run, settings: DictConfig):
         self.run, self.cfg, self.settings, self.device = run, run.cfg, settings, run.device
@@ -55,6 +61,7 @@ class TrainingStage:
         self.stage_dir.mkdir(parents=True, exist_ok=True)
         self.step = 0
         self.generator = torch.Generator().manual_seed(run.cfg.seed)  # the stage's sampling: views, frames
+        self._memo: dict[str, object] = {}
 
     # ----- what a stage implements ----------------------------------------------------------
 
@@ -80,6 +87,31 @@ class TrainingStage:
     def write_outputs(self) -> None:
         raise NotImplementedError
 
+    # ----- the loss -------------------------------------------------------------------------
+
+    def evaluate_terms(self, batch) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """Every enabled term's value on `batch` (unweighted, to log) and their weighted sum, the objective."""
+        values = {name: term(batch) for name, term in self.terms.items()}
+        if "ref_rgb" in values:
+            self.reference_mse = values["ref_rgb"].detach()
+        return values, weighted_total(values, self.loss_weights())
+
+    def loss_weights(self) -> dict[str, float]:
+        """`<stage>.loss`, with the reference terms ramped up over the stage when `ref_warmup` is on."""
+        weights = {name: float(weight) for name, weight in self.settings.loss.items()}
+        warmup = reference_warmup(self.step, self.settings.iterations, reference_warmup_enabled(self.settings))
+        return {name: weight * warmup if name.startswith("ref_") else weight for name, weight in weights.items()}
+
+    def step_ratio(self) -> float:
+        """Training progress in [0, 1]: priors anneal on it (SDS's max timestep)."""
+        return step_ratio(self.step, self.settings.iterations)
+
+    def memo(self, key: str, make):
+        """`make()`, built once per stage and shared by the terms that ask for `key` (a neighbour graph)."""
+        if key not in self._memo:
+            self._memo[key] = make()
+        return self._memo[key]
+
     def diagnostics(self) -> dict[str, float]:
         """Scalars logged beside the losses after each step: the learning rates, the training render's PSNR
         at the reference view (from `self.reference_mse`, set by train_step) and the SDS timestep."""
@@ -88,9 +120,14 @@ class TrainingStage:
             for key, optimizer in self.named_optimizers().items()
             for index, group in enumerate(optimizer.param_groups)
         }
-        values["train/reference_psnr"] = -10 * torch.log10(self.reference_mse).item()
-        if hasattr(self.prior, "timestep"):  # the step just taken used the timestep of the step before
-            values["train/sds_timestep"] = self.prior.timestep(step_ratio(self.step - 1, self.settings.iterations))
+        if self.reference_mse is not None:
+            values["train/reference_psnr"] = -10 * torch.log10(self.reference_mse).item()
+        # the step just taken used the timestep of the step before
+        timestep = (
+            None if self.prior is None else self.prior.timestep(step_ratio(self.step - 1, self.settings.iterations))
+        )
+        if timestep is not None:
+            values["train/sds_timestep"] = timestep
         return values
 
     def images(self) -> dict[str, torch.Tensor]:
@@ -188,6 +225,12 @@ class TrainingStage:
                 f"{' and ' + kept if kept else ''}. Lower {self.name}.lr or the loss weights, then rerun "
                 "(resume=true continues from that checkpoint)"
             )
+
+
+def reference_warmup_enabled(settings: DictConfig) -> bool:
+    """`<stage>.ref_warmup`: true | false | auto, DreamGaussian's choice per prior (on only for Zero123-XL)."""
+    choice = settings.ref_warmup
+    return settings.prior == "zero123" if choice == "auto" else choice
 
 
 @contextlib.contextmanager

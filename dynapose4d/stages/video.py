@@ -39,7 +39,7 @@ from ..data.image import (
     resize_square,
 )
 from ..errors import DynaPoseError
-from ..export import image_grid, load_png, load_png_frames, save_png, save_png_frames, to_uint8, write_video
+from ..media import image_grid, load_png, load_png_frames, save_png, save_png_frames, to_uint8, write_video
 from ..pretrained import PretrainedModel
 from ..run import Run
 
@@ -62,7 +62,7 @@ SHEET_LABEL = 100  # pixels of the "seed N" column
 def check(cfg: DictConfig) -> list[PretrainedModel]:
     if cfg.video.source != "svd":
         return []
-    from ..priors.svd import svd_weights
+    from ..pretrained.svd import svd_weights
 
     return [svd_weights(cfg.video.model)]
 
@@ -156,7 +156,7 @@ def read_settings(directory: Path, seed: int) -> dict | None:
 
 def generate_candidates(run: Run, seeds: list[int]) -> None:
     """SVD's video of each seed, written as a candidate as soon as it is made; SVD is loaded once for all."""
-    from ..priors.svd import generate_driving_video, svd_pipeline
+    from ..pretrained.svd import generate_driving_video, svd_pipeline
 
     settings = run.cfg.video
     image = svd_input(run)  # [H, H, 3]

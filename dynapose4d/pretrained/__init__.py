@@ -10,8 +10,8 @@ and which config key takes the local path. It raises MissingWeights, which the p
 from dataclasses import dataclass
 from pathlib import Path
 
-from .downloads import checksum_record, fetch_file, recorded_checksum_differs
-from .errors import DynaPoseError, first_line
+from ..downloads import checksum_record, fetch_file, recorded_checksum_differs
+from ..errors import DynaPoseError, first_line
 
 
 @dataclass(frozen=True)

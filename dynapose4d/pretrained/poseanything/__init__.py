@@ -15,6 +15,7 @@ mmcv/mmpose needed.
     keypoints = query_frame.to_image(model.predict(queries, state) * size)  # [B, K, 2] pixels
 """
 
+from .. import PretrainedModel
 from .detector import CapeDetector
 from .model import (
     VARIANTS,
@@ -49,3 +50,18 @@ __all__ = [
     "support_heatmaps",
     "variant_of",
 ]
+
+# The project's 1.0.0 release asset: a direct URL, so the default needs no manual step. It may be the
+# pre-February-2024 SwinV2-B/224 model rather than today's Small; the loader reads which from the shapes.
+POSEANYTHING_RELEASE = "https://github.com/orhir/PoseAnything/releases/download/1.0.0/demo_b.pth"
+POSEANYTHING_DOWNLOAD = (
+    f"{POSEANYTHING_RELEASE}, or (as a local path) a Google-Drive model from the PoseAnything README, e.g. the "
+    "1-shot Swin 'Small' split 1: https://drive.google.com/file/d/1RT1Q8AMEa1kj6k9ZqrtWIKyuR4Jn4Pqc"
+)
+
+
+def poseanything_weights(checkpoint: str | None) -> PretrainedModel:
+    """`keypoints.checkpoint`: a local file, or a URL that is downloaded once into torch hub's cache."""
+    return PretrainedModel(
+        "PoseAnything", checkpoint, "keypoints.checkpoint", "Apache-2.0", download=POSEANYTHING_DOWNLOAD
+    )

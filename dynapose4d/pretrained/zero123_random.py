@@ -11,7 +11,7 @@ import torch
 from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
 from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModelWithProjection
 
-from .zero123_model import CLIPCameraProjection, Zero123Components, write_model_index
+from .zero123 import CLIPCameraProjection, Zero123Components, write_model_index
 
 # The real scheduler (DDIM over SD's scaled-linear betas), shared by both sizes.
 SCHEDULER = dict(

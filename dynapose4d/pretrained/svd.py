@@ -17,8 +17,8 @@ import torch
 from PIL import Image
 
 from ..errors import DynaPoseError, first_line
-from ..export import to_uint8
-from ..pretrained import PretrainedModel, resolve_pretrained, unloadable_folder_message
+from ..media import to_uint8
+from . import PretrainedModel, resolve_pretrained, unloadable_folder_message
 
 # The diffusers fp16 files only (about 4.3 GB): the repos also hold single-file checkpoints (about 19 GB more).
 SVD_FILES = ("model_index.json", "*/*.json", "*/*.fp16.safetensors")

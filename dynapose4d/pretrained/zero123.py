@@ -19,7 +19,7 @@ from diffusers.models.modeling_utils import ModelMixin
 from transformers import CLIPImageProcessor, CLIPVisionModelWithProjection
 
 from ..errors import DynaPoseError, first_line
-from ..pretrained import unloadable_folder_message
+from . import unloadable_folder_message
 
 PROJECTION_FOLDERS = ("clip_camera_projection", "cc_projection")
 STANDARD_FOLDERS = ("unet", "vae", "image_encoder", "feature_extractor", "scheduler")

@@ -5,8 +5,8 @@ from pathlib import Path
 import torch
 
 from ..cameras import Cameras, orbit_cameras, reference_camera
-from ..export import image_grid, save_png, write_video
-from ..render import rasterize
+from ..media import image_grid, save_png, write_video
+from . import rasterize
 
 GRID_AZIMUTHS = (0, 45, 90, 135, 180, 225, 270, 315)
 ORBIT_ELEVATION = 15.0  # a little above the object, so its top shows as it turns

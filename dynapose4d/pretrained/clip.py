@@ -5,8 +5,8 @@ from dataclasses import dataclass
 import torch
 
 from ..errors import DynaPoseError
-from ..pretrained import PretrainedModel, resolve_pretrained
-from .frames import to_uint8
+from ..media import to_uint8
+from . import PretrainedModel, resolve_pretrained
 
 # What compute_image_level_metrics.py loads; its scores are raw cosines (about 0.87-0.95), not x100.
 CLIP_BENCHMARK_MODEL = "openai/clip-vit-base-patch32"

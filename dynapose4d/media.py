@@ -2,7 +2,7 @@
 
 Inside the package images are float tensors in [0, 1], channels last ([H, W, 3] RGB
 or [H, W, 4] RGBA); they become uint8 only here, at the file boundary. imageio is
-imported inside the functions that need it so `import dynapose4d.export` stays cheap.
+imported inside the functions that need it so `import dynapose4d.media` stays cheap.
 """
 
 import contextlib
