@@ -149,7 +149,7 @@ def run(cfg: DictConfig, overrides: list[str] | None = None) -> Path:
                 write_inputs(inputs, current)
             if redo:
                 redo_stages(current, redo, reason)
-            for name in (name for name in STAGE_ORDER if name in cfg.stages):
+            for name in [name for name in STAGE_ORDER if name in cfg.stages]:  # the stages' own order
                 if is_done(current.stage_dir(name)):
                     log.info("%s: done already, skipped", name)
                     continue

@@ -60,10 +60,6 @@ class Registry:
             raise DynaPoseError(f"unknown {self.kind} {name!r}; choose one of {', '.join(self.names())}")
         return self._entries[name]
 
-    def __contains__(self, name: str) -> bool:
-        self._discover()
-        return name in self._entries
-
     def __iter__(self) -> Iterator[Entry]:
         """The entries by name: the order does not depend on which module was imported first."""
         return iter([self._entries[name] for name in self.names()])
