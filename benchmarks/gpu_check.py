@@ -164,7 +164,7 @@ def check_static(size: dict, device: torch.device, workdir: Path, weights: Path,
 
     run_dir = prepare_run(workdir, size, "[]")
     cfg = stage_config(run_dir, size, [f"static.prior={prior}", f"static.model={weights}", *size["static"]])
-    stage = StaticStage(Run(cfg, run_dir, device))
+    stage = StaticStage.from_run(Run(cfg, run_dir, device))
     rows = time_stage_steps(stage, cfg.static.iterations, cfg.static.novel_view_sizes, size["repeats"], device)
     return {"iterations": cfg.static.iterations, "batch_size": cfg.static.batch_size, "rows": rows}
 
@@ -178,7 +178,7 @@ def check_dynamic(size: dict, device: torch.device, workdir: Path, weights: Path
     settings = [f"dynamic.model={weights}", f"dynamic/deformation={deformation}", "dynamic.prior=zero123",
                 f"keypoints.checkpoint={random_cape_checkpoint(size, workdir)}", *size["dynamic"]]  # fmt: skip
     cfg = stage_config(run_dir, size, settings)
-    stage = DynamicStage(Run(cfg, run_dir, device))
+    stage = DynamicStage.from_run(Run(cfg, run_dir, device))
     rows = time_stage_steps(stage, cfg.dynamic.iterations, cfg.dynamic.novel_view_sizes, size["repeats"], device)
     return {"iterations": cfg.dynamic.iterations, "frames": stage.num_frames, "rows": rows}
 

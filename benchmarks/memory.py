@@ -334,8 +334,8 @@ def build_stages(size: dict, workdir: Path, device: torch.device, gaussians: int
     for cfg in (static_cfg, dynamic_cfg):
         with open_dict(cfg):
             cfg.dynamic.prior, cfg.static.prior = "zero123", "zero123"
-    return {"static": lambda: StaticStage(Run(static_cfg, run_dir, device)),
-            "dynamic": lambda: DynamicStage(Run(dynamic_cfg, run_dir, device))}  # fmt: skip
+    return {"static": lambda: StaticStage.from_run(Run(static_cfg, run_dir, device)),
+            "dynamic": lambda: DynamicStage.from_run(Run(dynamic_cfg, run_dir, device))}  # fmt: skip
 
 
 def markdown_table(results: dict) -> str:

@@ -44,7 +44,7 @@ def time_loop(root: Path, iterations: int, name: str, attempt: int) -> float:
     run_dir = root / f"{name}_{attempt}"
     base = ["experiment=synthetic", f"static.iterations={iterations}", f"run_dir={run_dir}"]
     run(compose_config([*base, "stages=[]"]))  # the inputs only
-    stage = StaticStage(Run(compose_config([*base, *settings]), run_dir, torch.device("cpu")))
+    stage = StaticStage.from_run(Run(compose_config([*base, *settings]), run_dir, torch.device("cpu")))
     stage.write_outputs = lambda: None  # the same for every setting: not what is measured
     start = time.perf_counter()
     stage.fit()

@@ -48,7 +48,7 @@ def dynamic_step_times(base: Path, overrides: list[str], steps: int) -> list[flo
         cfg[key] = recorded[key]  # the base's own data and stage settings
     cfg.dynamic.update(measured)
     cfg.dynamic.iterations = WARMUP + steps  # the schedules' length
-    stage = DynamicStage(Run(cfg, base, torch.device("cpu")))
+    stage = DynamicStage.from_run(Run(cfg, base, torch.device("cpu")))
     return step_times(stage.train_step, steps, WARMUP)
 
 

@@ -43,7 +43,7 @@ def worker(threads: str, steps: int) -> None:
         run(compose_config([*base, "stages=[]"]))  # the inputs only
         if threads != "default":
             set_threads(threads if threads == "auto" else int(threads))
-        stage = StaticStage(Run(compose_config(base), Path(directory) / "run", torch.device("cpu")))
+        stage = StaticStage.from_run(Run(compose_config(base), Path(directory) / "run", torch.device("cpu")))
         times = step_times(stage.train_step, steps, WARMUP)
     print(json.dumps({"threads": torch.get_num_threads(), "step": statistics.median(times)}), flush=True)
 

@@ -8,7 +8,6 @@ finished stages again and redoes any whose outputs went missing since.
 
 import datetime
 import gc
-import importlib
 import logging
 from pathlib import Path
 
@@ -20,7 +19,7 @@ from .data.inputs import adopt_ground_truth, ground_truth_problems, read_inputs,
 from .errors import DynaPoseError
 from .run import SUPERSEDED, Run, resolve_device
 from .run_dir import attach_log_file, hold_run_lock, make_run_dir, record_config, resolve_run_dir
-from .stages import STAGE_ORDER
+from .stages import Stage, stage_order
 from .threads import set_threads
 from .validation import SettingsError, validate_settings
 from .weights import point_rembg_at, require_weights
@@ -28,15 +27,9 @@ from .weights import point_rembg_at, require_weights
 log = logging.getLogger(__name__)
 
 
-def stage_modules() -> dict:
-    """The stage modules in pipeline order (stages.STAGE_ORDER); adding one is a module and its name there.
-
-    A stage module has `check(cfg)`: the pretrained weights it will load (its settings are
-    validated already, see config_schema.py); `execute(run)`: write its outputs; and
-    `verify(run)`: what is wrong with those outputs ([] when they are whole). It may have
-    `outdated(run)`: why its finished outputs no longer fit the config (None when they do).
-    """
-    return {name: importlib.import_module(f"{__package__}.stages.{name}") for name in STAGE_ORDER}
+def pipeline_stages() -> dict[str, type[Stage]]:
+    """Every registered stage by name, in the order they run (stages.stage_order): see stages.Stage."""
+    return {stage.name: stage for stage in stage_order()}
 
 
 def check_stages(cfg: DictConfig, run_dir: Path, stages, redo: list[str], cut_out: str | None = None) -> None:
@@ -60,9 +53,7 @@ def stages_to_redo(run: Run, stages) -> tuple[list[str], str | None]:
     for index, name in enumerate(names):
         if not is_done(run.stage_dir(name)):
             continue
-        reason = broken_outputs(run, name, stages[name])
-        if reason is None and hasattr(stages[name], "outdated"):
-            reason = stages[name].outdated(run)
+        reason = broken_outputs(run, name, stages[name]) or stages[name].outdated(run)
         if reason and name not in run.cfg.stages:
             raise DynaPoseError(f"{reason}: add {name} to stages to redo it")
         if reason:
@@ -70,7 +61,7 @@ def stages_to_redo(run: Run, stages) -> tuple[list[str], str | None]:
     return [], None
 
 
-def broken_outputs(run: Run, name: str, stage) -> str | None:
+def broken_outputs(run: Run, name: str, stage: type[Stage]) -> str | None:
     """Why a finished stage's outputs cannot be trusted any more (files gone or changed since DONE), or None."""
     problems = missing_outputs(run.stage_dir(name)) or stage.verify(run)
     return f"{name}/ is no longer whole ({'; '.join(problems[:3])})" if problems else None
@@ -88,7 +79,7 @@ def redo_stages(run: Run, redo: list[str], reason: str) -> None:
     log.warning("%s: redoing %s%s", reason, ", ".join(redo), moved)
 
 
-def run_stage(run: Run, name: str, stage) -> None:
+def run_stage(run: Run, name: str, stage: type[Stage]) -> None:
     """Execute one stage, verify what it wrote, and mark it DONE only then."""
     stage.execute(run)
     problems = stage.verify(run)
@@ -136,7 +127,7 @@ def run(cfg: DictConfig, overrides: list[str] | None = None) -> Path:
     """Run `cfg.stages` and return the run directory."""
     validate_settings(cfg)
     set_threads(cfg.threads)
-    stages = stage_modules()
+    stages = pipeline_stages()
     current = Run(cfg, resolve_run_dir(cfg), resolve_device(cfg.device))
     inputs, redo, reason = preflight(cfg, current, stages)
     make_run_dir(cfg, current.dir)
@@ -149,7 +140,7 @@ def run(cfg: DictConfig, overrides: list[str] | None = None) -> Path:
                 write_inputs(inputs, current)
             if redo:
                 redo_stages(current, redo, reason)
-            for name in [name for name in STAGE_ORDER if name in cfg.stages]:  # the stages' own order
+            for name in [name for name in stages if name in cfg.stages]:  # the stages' own order
                 if is_done(current.stage_dir(name)):
                     log.info("%s: done already, skipped", name)
                     continue

@@ -9,7 +9,8 @@ A registry imports every module of its package the first time it is read, so a n
 there registers itself without a line anywhere else; code outside the package registers by
 being imported, which the top-level `plugins=[my_module]` setting does before anything runs
 (see `import_plugins`). A component's `schema` is what validation.py checks its settings
-against (a dict of rules, config_schema.py); its config file supplies the values.
+against (a dict of rules or a `Variants`, rules.py), or a function returning them when they name
+other registries' components (a stage's prior choices); its config file supplies the values.
 """
 
 import importlib
@@ -24,7 +25,12 @@ from .errors import DynaPoseError
 class Entry:
     name: str
     component: Callable  # a class or a factory
-    schema: dict = field(default_factory=dict)  # rules for the component's own settings (validation.py)
+    rules: object = field(default_factory=dict)  # its settings' rules (a dict, Variants), or a function returning them
+
+    @property
+    def schema(self):
+        """The rules for the component's settings (validation.py), read now: after every plugin registered."""
+        return self.rules() if callable(self.rules) else self.rules
 
 
 class Registry:
@@ -35,13 +41,13 @@ class Registry:
         self._entries: dict[str, Entry] = {}
         self._discovered = package is None
 
-    def register(self, name: str, schema: dict | None = None) -> Callable:
+    def register(self, name: str, schema=None) -> Callable:
         """Decorator: register the decorated class or function as `name`."""
 
         def add(component: Callable) -> Callable:
             if name in self._entries and self._entries[name].component is not component:
                 raise DynaPoseError(f"two {self.kind}s are registered as {name!r}: rename one")
-            self._entries[name] = Entry(name, component, dict(schema or {}))
+            self._entries[name] = Entry(name, component, {} if schema is None else schema)
             return component
 
         return add

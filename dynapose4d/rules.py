@@ -313,3 +313,14 @@ def _missing(path: str, rule) -> str:
 def _raw(node: DictConfig, key) -> str:
     """The value as written, interpolations unresolved: '${static.prior}'."""
     return str(OmegaConf.to_container(node, resolve=False)[key])
+
+
+# The words the schemas share (each component's schema is written where the component is defined).
+PATH = Text("a path")
+MODEL = Text("a hub id or a local directory")
+COUNT = Integer(min=1)
+SIZE = Integer(min=8)  # pixels on a side of a render
+WEIGHT = Number(min=0)  # a loss weight: 0 switches the term off
+LR = Number(min=0)  # a learning rate: 0 freezes the parameter
+ANGLE = Number(above=-90, below=90)  # an elevation in degrees: +-90 looks straight down and degenerates
+FPS = Number(above=0)

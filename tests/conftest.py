@@ -22,6 +22,7 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip_gpu)
 
 
+CPU = torch.device("cpu")
 CONFIG_DIR = str(Path(__file__).resolve().parents[1] / "configs")
 
 # The smallest settings that still exercise every part of every stage (densification included),
@@ -61,6 +62,46 @@ def compose_config(overrides: list[str]):
 def tiny_synthetic_config(tmp_path):
     def build(*extra: str):
         return compose_config([*TINY_SYNTHETIC, f"output_dir={tmp_path / 'outputs'}", *extra])
+
+    return build
+
+
+@pytest.fixture
+def dynamic_stage(tiny_synthetic_config, tmp_path):
+    """`dynamic_stage(*overrides, detector=...)`: a DynamicStage built from tensors, no stage run first.
+
+    The synthetic subject itself stands in for the earlier stages: its Gaussians at frame 0 are
+    the static model, its reference-view renders the driving video and its projected joints the
+    keypoints, as the oracle video and keypoints would give them. The prior is built as from_run
+    builds it, and kml_mode=render gets the template detector keypoints=oracle gets, unless
+    `detector` is given.
+    """
+    from dynapose4d.data.image import WHITE, composite, resize_square
+    from dynapose4d.data.support import SupportKeypoints
+    from dynapose4d.data.synthetic import build_sample, make_subject
+    from dynapose4d.gaussians import GaussianModel
+    from dynapose4d.keypoints import TemplateMatchingDetector
+    from dynapose4d.priors import PriorContext, build_prior
+    from dynapose4d.run import Run
+    from dynapose4d.stages.dynamic import DynamicStage, seeded_deformation, support_at
+
+    def build(*overrides: str, detector=None) -> DynamicStage:
+        cfg = tiny_synthetic_config(*overrides)
+        subject = make_subject(cfg.synthetic.kind, cfg.synthetic.num_frames, cfg.synthetic.seed,
+                               cfg.synthetic.num_gaussians)  # fmt: skip
+        sample = build_sample(subject, cfg.image_size, eval_azimuths=(90,))
+        model = GaussianModel.from_tensors(subject.gaussians_at(0))
+        tracks = sample.keypoints.frames  # [T, N, 2]
+        support = SupportKeypoints(tracks[0], sample.keypoints.bones, sample.keypoints.names, (cfg.image_size,) * 2)
+        keypoints = (support, tracks, torch.ones(tracks.shape[:2]))
+        deformation = seeded_deformation(cfg.dynamic.deformation, model.params["means"].detach(), cfg.seed)
+        if detector is None and cfg.dynamic.kml_mode == "render":
+            size = cfg.dynamic.render_size
+            detector = TemplateMatchingDetector(composite(resize_square(sample.image, size), WHITE),
+                                                support_at(support, size))  # fmt: skip
+        prior = build_prior(PriorContext(cfg.dynamic, "dynamic", sample.driving_video, cfg.static.camera, CPU))
+        run = Run(cfg, tmp_path / "parts", CPU)
+        return DynamicStage(run, model, sample.driving_video, deformation, prior, keypoints, detector)
 
     return build
 

@@ -4,13 +4,9 @@ import pytest
 import torch
 from test_deform import NAMES, canonical, make
 
-from dynapose4d.checkpoint import load_checkpoint
 from dynapose4d.deform.anchored import AnchoredDeformation
 from dynapose4d.errors import DynaPoseError
 from dynapose4d.geometry import quat_to_matrix
-from dynapose4d.pipeline import run
-from dynapose4d.run import Run, resolve_device
-from dynapose4d.stages import dynamic
 
 ANCHOR = -1.0  # normalised time of frame 0
 
@@ -70,17 +66,15 @@ def test_gradients_reach_the_field_and_its_parts_stay_reachable(name):
     assert hasattr(anchored, "spatial_planes") == (name == "hexplane")  # the plane priors find the planes
 
 
-def test_the_stage_pins_frame_0_to_the_static_model_and_refuses_an_anchor_past_the_clip(tiny_synthetic_config):
-    config = tiny_synthetic_config("dynamic.anchor_frame=0", "dynamic.optimize_gaussians=true")
-    run_dir = run(config)
-    stage = dynamic.DynamicStage(Run(config, run_dir, resolve_device("cpu")))
-    stage.load_state_dict(load_checkpoint(run_dir / "dynamic" / "checkpoint.pt"))  # phi and the Gaussians trained
+def test_the_stage_pins_frame_0_to_the_static_model_and_refuses_an_anchor_past_the_clip(dynamic_stage):
+    stage = dynamic_stage("dynamic.anchor_frame=0", "dynamic.optimize_gaussians=true")
+    for _ in range(2):  # phi and the Gaussians train
+        stage.train_step()
     assert isinstance(stage.deformation, AnchoredDeformation)
     static = stage.model.activated()
     first, second = stage.deformed(torch.tensor([0, 1]))
     assert torch.equal(first["means"], static["means"])
     assert not torch.equal(second["means"], static["means"])
 
-    config.dynamic.anchor_frame = 2  # the tiny clip has frames 0 and 1
     with pytest.raises(DynaPoseError, match="anchor_frame=2, but the driving video has 2 frames"):
-        dynamic.DynamicStage(Run(config, run_dir, resolve_device("cpu")))
+        dynamic_stage("dynamic.anchor_frame=2")  # the tiny clip has frames 0 and 1

@@ -19,7 +19,6 @@ from dynapose4d.priors.oracle import OraclePrior
 from dynapose4d.priors.zero123 import Zero123Prior
 from dynapose4d.render import rasterize
 from dynapose4d.run import Run
-from dynapose4d.stages.dynamic import DynamicStage
 from dynapose4d.stages.static import StaticStage
 
 CPU = torch.device("cpu")
@@ -145,17 +144,13 @@ def test_static_step_gradient_does_not_depend_on_the_chunk_size(tmp_path, tiny_z
     gradients = {}
     for chunk in (5, 2):
         config = compose_config([*base, *step, f"static.prior_chunk={chunk}"])
-        gradients[chunk] = one_step_gradients(StaticStage(Run(config, run_dir, CPU)))
+        gradients[chunk] = one_step_gradients(StaticStage.from_run(Run(config, run_dir, CPU)))
     # The UNet's batched convolutions round differently at batch 2 x 5 and 2 x 2 (as in test_zero123): 1e-3.
     assert_same_gradients(gradients[5], gradients[2], tolerance=1e-3)
 
 
-def test_dynamic_step_gradient_does_not_depend_on_the_chunk_size(tiny_synthetic_config, tiny_zero123_dir):
-    run_dir = run(tiny_synthetic_config("stages=[static,video,keypoints]"))
+def test_dynamic_step_gradient_does_not_depend_on_the_chunk_size(dynamic_stage, tiny_zero123_dir):
     step = ["dynamic.prior=zero123", f"dynamic.model={tiny_zero123_dir}", "dynamic.views_per_frame=3",
-            f"run_dir={run_dir}", "dynamic.novel_view_sizes=[[0,32]]"]  # fmt: skip
-    gradients = {}
-    for chunk in (6, 4):
-        stage = DynamicStage(Run(tiny_synthetic_config(*step, f"dynamic.prior_chunk={chunk}"), run_dir, CPU))
-        gradients[chunk] = one_step_gradients(stage)
+            "dynamic.novel_view_sizes=[[0,32]]"]  # fmt: skip
+    gradients = {chunk: one_step_gradients(dynamic_stage(*step, f"dynamic.prior_chunk={chunk}")) for chunk in (6, 4)}
     assert_same_gradients(gradients[6], gradients[4], tolerance=1e-3)

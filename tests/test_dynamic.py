@@ -11,7 +11,6 @@ from dynapose4d.cameras import reference_camera
 from dynapose4d.checkpoint import load_checkpoint
 from dynapose4d.gaussians import GaussianModel
 from dynapose4d.pipeline import run
-from dynapose4d.run import Run, resolve_device
 from dynapose4d.stages import dynamic
 from dynapose4d.stages.terms import DynamicBatch
 
@@ -39,12 +38,9 @@ def test_all_stages_write_videos_frames_and_per_frame_metrics(tiny_synthetic_con
 
 
 @pytest.fixture
-def trainer(tiny_synthetic_config, request):
-    """A dynamic trainer on a finished tiny static run (its first steps taken so phi is not the identity)."""
-    mode = getattr(request, "param", "lift")
-    config = tiny_synthetic_config("stages=[static,video,keypoints]", f"dynamic.kml_mode={mode}")
-    run_dir = run(config)
-    trainer = dynamic.DynamicStage(Run(config, run_dir, resolve_device("cpu")))
+def trainer(dynamic_stage, request):
+    """A dynamic trainer built from tensors (conftest.py), its first steps taken so phi is not the identity."""
+    trainer = dynamic_stage(f"dynamic.kml_mode={getattr(request, 'param', 'lift')}")
     for _ in range(2):
         trainer.train_step()
     return trainer
@@ -110,21 +106,17 @@ def _render(trainer, gaussians):
 
 def test_deformation_init_does_not_depend_on_earlier_random_draws(tiny_synthetic_config):
     """Every ablation variant must start from the same phi, whatever ran before it in the process."""
-    config = tiny_synthetic_config("stages=[static,video,keypoints]")
-    run_dir = run(config)
-    first = dynamic.DynamicStage(Run(config, run_dir, resolve_device("cpu"))).deformation.state_dict()
+    settings = tiny_synthetic_config().dynamic.deformation
+    means = torch.rand(50, 3, generator=torch.Generator().manual_seed(0))  # [N, 3]
+    first = dynamic.seeded_deformation(settings, means, seed=0).state_dict()  # what from_run builds phi with
     torch.rand(1000)  # e.g. another stage's training
-    second = dynamic.DynamicStage(Run(config, run_dir, resolve_device("cpu"))).deformation.state_dict()
+    second = dynamic.seeded_deformation(settings, means, seed=0).state_dict()
     for key in first:
         assert torch.equal(first[key], second[key]), key
 
 
-def test_novel_view_sds_conditioned_on_driving_frames_reaches_the_deformation(tiny_synthetic_config, tiny_zero123_dir):
-    config = tiny_synthetic_config(
-        "stages=[static,video,keypoints]", "dynamic.prior=zero123", f"dynamic.model={tiny_zero123_dir}",
-        "dynamic.views_per_frame=2",
-    )  # fmt: skip
-    trainer = dynamic.DynamicStage(Run(config, run(config), resolve_device("cpu")))
+def test_novel_view_sds_conditioned_on_driving_frames_reaches_the_deformation(dynamic_stage, tiny_zero123_dir):
+    trainer = dynamic_stage("dynamic.prior=zero123", f"dynamic.model={tiny_zero123_dir}", "dynamic.views_per_frame=2")
     assert trainer.prior.image_embeddings.shape[0] == trainer.num_frames  # one reference per driving frame
     assert "prior" in trainer.train_step()
 
@@ -138,10 +130,9 @@ def test_novel_view_sds_conditioned_on_driving_frames_reaches_the_deformation(ti
     assert grads and sum(grad.abs().sum() for grad in grads) > 0
 
 
-def test_render_mode_kml_shows_the_detector_renders_over_white_whatever_the_background(tiny_synthetic_config):
+def test_render_mode_kml_shows_the_detector_renders_over_white_whatever_the_background(dynamic_stage):
     """The driving frames and the support image reach the detector over white: so must the renders (issue 25)."""
-    config = tiny_synthetic_config("stages=[static,video,keypoints]", "dynamic.kml_mode=render", "background=black")
-    trainer = dynamic.DynamicStage(Run(config, run(config), resolve_device("cpu")))
+    trainer = dynamic_stage("dynamic.kml_mode=render", "background=black")
     frames = torch.tensor([0, 1])
     deformed = trainer.deformed(frames)
     renders, alphas, _, _ = trainer.render(deformed, None)  # over black

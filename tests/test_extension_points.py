@@ -6,6 +6,7 @@ Each module is written to a temporary directory on sys.path and imported by the 
 `plugins` setting, as a researcher's own module would be. The registries are restored afterwards.
 """
 
+import json
 import textwrap
 
 import pytest
@@ -15,7 +16,9 @@ from conftest import TINY_SYNTHETIC, compose_config
 from dynapose4d.deform import DEFORMATIONS
 from dynapose4d.pipeline import run
 from dynapose4d.priors import PRIORS
+from dynapose4d.stages import STAGES, Stage, stage_order
 from dynapose4d.stages.terms import DYNAMIC_TERMS, STATIC_TERMS
+from dynapose4d.validation import SettingsError
 
 # "Add a loss": a term that keeps the deformed Gaussians near the canonical ones.
 TOY_LOSS = '''
@@ -80,11 +83,45 @@ class GreyPrior(Prior):
         return (colors.mean(dim=(1, 2, 3)) - 0.5).square().mean()
 """
 
+# "Add a stage": after the static stage, how much of the reference view its model covers.
+TOY_STAGE = """
+import json
+
+from dynapose4d.cameras import reference_camera
+from dynapose4d.render import rasterize
+from dynapose4d.rules import Integer
+from dynapose4d.stages import STAGES, Stage
+
+
+@STAGES.register("coverage", schema={"size": Integer(min=8)})
+class CoverageStage(Stage):
+    name = "coverage"
+    after = ("static",)  # it reads the static model
+
+    @classmethod
+    def check(cls, cfg):
+        return []  # no pretrained model to locate
+
+    @classmethod
+    def execute(cls, run):
+        gaussians = run.static_model().to(run.device).activated()
+        size, camera = run.cfg.coverage.size, run.cfg.static.camera
+        view = reference_camera(size, size, camera.radius, camera.fovy, camera.elevation).to(run.device)
+        _, alphas, _ = rasterize(**gaussians, viewmats=view.viewmats, Ks=view.Ks, width=size, height=size,
+                                 backend=run.cfg.render.backend)
+        run.stage_dir("coverage").mkdir(exist_ok=True)
+        (run.stage_dir("coverage") / "coverage.json").write_text(json.dumps({"coverage": alphas.mean().item()}))
+
+    @classmethod
+    def verify(cls, run):
+        return [] if (run.stage_dir("coverage") / "coverage.json").exists() else ["coverage.json is missing"]
+"""
+
 
 @pytest.fixture
 def plugin(tmp_path, monkeypatch):
     """`plugin(name, source)`: a module on sys.path for `plugins=[name]`; registries restored at the end."""
-    for registry in (DYNAMIC_TERMS, STATIC_TERMS, DEFORMATIONS, PRIORS):
+    for registry in (DYNAMIC_TERMS, STATIC_TERMS, DEFORMATIONS, PRIORS, STAGES):
         registry.names()  # the package's own components first, so the copy holds them
         monkeypatch.setattr(registry, "_entries", dict(registry._entries))
     directory = tmp_path / "plugins"
@@ -138,9 +175,53 @@ def test_add_a_prior(tiny_synthetic_config, plugin):
     assert "loss/prior" in header and (run_dir / "static" / "DONE").exists()
 
 
+def test_add_a_stage(tiny_synthetic_config, plugin, tmp_path):
+    module = plugin("toy_coverage_stage", TOY_STAGE)
+    configs = tmp_path / "configs" / "coverage"  # a config group of its own, like configs/video/
+    configs.mkdir(parents=True)
+    (configs / "default.yaml").write_text("size: 32\n")
+    config = tiny_synthetic_config(
+        f"plugins=[{module}]", f"hydra.searchpath=[file://{tmp_path / 'configs'}]", "+coverage=default",
+        "stages=[coverage,static]", "static.iterations=2",
+    )  # fmt: skip
+    run_dir = run(config)
+    order = [stage.name for stage in stage_order()]
+    assert order.index("coverage") > order.index("static")  # its `after`, whatever the order of `stages=`
+    coverage = json.loads((run_dir / "coverage" / "coverage.json").read_text())["coverage"]
+    assert 0 < coverage < 1 and (run_dir / "coverage" / "DONE").exists() and (run_dir / "static" / "DONE").exists()
+    with pytest.raises(SettingsError, match=r"coverage.size=4: must be an integer >= 8"):
+        run(tiny_synthetic_config(f"plugins=[{module}]", f"hydra.searchpath=[file://{tmp_path / 'configs'}]",
+                                  "+coverage=default", "coverage.size=4", "stages=[static,coverage]"))  # fmt: skip
+
+
+def toy_stage(name: str, after: tuple[str, ...]) -> type[Stage]:
+    class ToyStage(Stage):
+        check = classmethod(lambda cls, cfg: [])
+        execute = classmethod(lambda cls, run: None)
+        verify = classmethod(lambda cls, run: [])
+
+    ToyStage.name, ToyStage.after = name, after
+    return ToyStage
+
+
+@pytest.mark.parametrize(
+    "afters, message",
+    [
+        ({"toy_a": ("toy_b",), "toy_b": ("toy_a",)}, "the stages toy_a, toy_b each run after another of them"),
+        ({"toy_c": ("nowhere",)}, "stage toy_c runs after nowhere, which no module registers"),
+    ],
+)
+def test_a_stage_order_that_cannot_be_kept_is_named(plugin, afters, message):
+    from dynapose4d.errors import DynaPoseError
+
+    for name, after in afters.items():  # into the copy of the registry that `plugin` restores
+        STAGES.register(name)(toy_stage(name, after))
+    with pytest.raises(DynaPoseError, match=message):
+        stage_order()
+
+
 def test_an_unknown_component_names_the_choices(tiny_synthetic_config):
     from dynapose4d.errors import DynaPoseError
-    from dynapose4d.validation import SettingsError
 
     choices = "none, oracle, stable_zero123, zero123"
     with pytest.raises(SettingsError, match=f"static.prior='toy_missing': must be one of {choices}"):

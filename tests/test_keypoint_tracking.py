@@ -89,7 +89,7 @@ def test_track_runs_in_the_synthetic_pipeline_and_the_dynamic_stage_skips_lost_p
     written = json.loads(path.read_text())
     written["visibility"] = [[0] + row[1:] for row in written["visibility"]]  # point 0 lost everywhere
     path.write_text(json.dumps(written))
-    trainer = dynamic.DynamicStage(Run(config, run_dir, torch.device("cpu")))
+    trainer = dynamic.DynamicStage.from_run(Run(config, run_dir, torch.device("cpu")))
     frames = torch.tensor([0, 1])
     with torch.no_grad():
         before = trainer.terms["kml"](DynamicBatch(None, None, frames))  # lift mode: renders are not used

@@ -60,7 +60,7 @@ def test_kml_on_rendered_frames_uses_poseanything_end_to_end(tiny_cape_checkpoin
     config = poseanything(tiny_cape_checkpoint, tmp_path, "dynamic.kml_mode=render", "dynamic.iterations=2")
     run_dir = run(config)
     assert (run_dir / "dynamic" / "DONE").exists()
-    assert isinstance(dynamic.DynamicStage(Run(config, run_dir, torch.device("cpu"))).detector, CapeDetector)
+    assert isinstance(dynamic.DynamicStage.from_run(Run(config, run_dir, torch.device("cpu"))).detector, CapeDetector)
 
 
 def test_the_detector_is_differentiable_with_respect_to_the_frames():

@@ -76,7 +76,7 @@ def test_a_resume_trains_with_the_learning_rates_the_config_sets_now(static_conf
     with ctrl_c_at(static.StaticStage, step=2):
         run(static_config())
     config = static_config("resume=true", "static.lr.sh0=0.123")
-    stage = static.StaticStage(Run(config, tmp_path / "run", torch.device("cpu")))
+    stage = static.StaticStage.from_run(Run(config, tmp_path / "run", torch.device("cpu")))
     assert stage.step == 3  # the optimizer state was restored ...
     assert stage.optimizers["sh0"].state_dict()["state"]  # ... with its moments
     assert stage.optimizers["sh0"].param_groups[0]["lr"] == 0.123  # ... but not its old learning rate

@@ -20,7 +20,7 @@ from dynapose4d.pipeline import run
 from dynapose4d.render import rasterize
 from dynapose4d.run import Run, resolve_device
 from dynapose4d.schedules import reference_warmup, render_size
-from dynapose4d.stages import dynamic, static
+from dynapose4d.stages import static
 from dynapose4d.stages.training import reference_warmup_enabled
 
 
@@ -47,7 +47,7 @@ def learning_rates(optimizers) -> dict[str, float]:
 def test_static_learning_rates_per_group_at_start_middle_and_end(tiny_synthetic_config):
     iterations = 10
     config = tiny_synthetic_config("stages=[]", f"static.iterations={iterations}", "static.densify.start=1000")
-    trainer = static.StaticStage(Run(config, run(config), resolve_device("cpu")))  # run(): the inputs, no stage
+    trainer = static.StaticStage.from_run(Run(config, run(config), resolve_device("cpu")))  # run(): inputs only
     seen = {}
     for step in range(iterations):
         trainer.train_step()  # its rates stay in the optimizers after the step that used them
@@ -86,7 +86,7 @@ def test_static_novel_views_grow_128_256_512_and_the_reference_stays_at_256():
 
 def test_novel_views_render_at_the_scheduled_size_over_black_half_the_time(tiny_synthetic_config):
     config = tiny_synthetic_config("stages=[]", "static.iterations=4", "static.novel_view_sizes=[[0,24],[0.5,40]]")
-    trainer = static.StaticStage(Run(config, run(config), resolve_device("cpu")))
+    trainer = static.StaticStage.from_run(Run(config, run(config), resolve_device("cpu")))
     assert trainer.settings.black_background_prob == 0.5  # DreamGaussian's invert_bg_prob
     shapes = []
     original = trainer.prior.loss
@@ -221,7 +221,7 @@ def test_refinement_happens_on_dreamgaussian_steps():
 # ----- dynamic stage: DreamGaussian4D ---------------------------------------------------------
 
 
-def test_dynamic_defaults_are_dreamgaussian4d(tiny_synthetic_config):
+def test_dynamic_defaults_are_dreamgaussian4d(dynamic_stage):
     defaults = compose_config([])
     assert defaults.dynamic.views_per_frame == 4 and defaults.dynamic.ref_warmup is True  # n_views; 10000 * step_ratio
     # phi alone, anchored at frame 0 (DG4D v1 trained phi alone; HEAD trains the Gaussians too): RESULTS.md, issue 19
@@ -234,10 +234,8 @@ def test_dynamic_defaults_are_dreamgaussian4d(tiny_synthetic_config):
     assert (hexplane.feature_dim, hexplane.width, hexplane.depth, hexplane.bounds) == (32, 64, 1, 1.6)
 
     iterations = 6  # with the Gaussians trained, as DG4D HEAD: its rates and schedule
-    config = tiny_synthetic_config("stages=[static,video,keypoints]", f"dynamic.iterations={iterations}",
-                                   "dynamic.deformation.resolution=[8,8,8,2]",
-                                   "dynamic.optimize_gaussians=true")  # fmt: skip
-    trainer = dynamic.DynamicStage(Run(config, run(config), resolve_device("cpu")))
+    trainer = dynamic_stage(f"dynamic.iterations={iterations}", "dynamic.deformation.resolution=[8,8,8,2]",
+                            "dynamic.optimize_gaussians=true")  # fmt: skip
     field = trainer.deformation
     assert torch.equal(field.center, torch.zeros(3)) and torch.equal(field.half_size, torch.full((3,), 1.6))
     seen = {}

@@ -192,15 +192,16 @@ def test_the_group_option_decides_its_keys():
 
 
 def test_the_schema_options_are_the_codes_and_the_config_files():
-    from dynapose4d.pipeline import stage_modules
-    from dynapose4d.stages import STAGE_ORDER, keypoints, video
+    from dynapose4d.stages import STAGES, stage_order
 
-    assert set(config_schema.VIDEO.schemas) == set(video.SOURCES) == set(option_files("video"))
-    assert set(config_schema.KEYPOINTS.schemas) == set(keypoints.SOURCES) == set(option_files("keypoints"))
     schema = config_schema.train_schema()
+    assert set(schema["video"].schemas) == set(option_files("video"))
+    assert set(schema["keypoints"].schemas) == set(option_files("keypoints"))
     assert set(schema["dynamic"]["deformation"].schemas) == set(option_files("dynamic/deformation"))
     assert set(schema["render"]["backend"].choices) == set(option_files("render"))
-    assert STAGE_ORDER == tuple(stage_modules()) == tuple(compose_config([]).stages)
+    # every stage runs after the stages it reads, and each has its config group; train.yaml runs them all
+    assert [stage.name for stage in stage_order()] == ["static", "video", "keypoints", "dynamic"]
+    assert set(STAGES.names()) == set(compose_config([]).stages) == set(schema["stages"].item.choices)
 
 
 # ----- the rules, value by value ------------------------------------------------------------------

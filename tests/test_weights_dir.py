@@ -13,7 +13,7 @@ from PIL import Image
 from test_image import rembg_offline
 
 from dynapose4d.errors import DynaPoseError
-from dynapose4d.pipeline import check_stages, run, stage_modules
+from dynapose4d.pipeline import check_stages, pipeline_stages, run
 from dynapose4d.weights import point_rembg_at
 from tests.conftest import compose_config
 
@@ -50,7 +50,7 @@ def test_weights_dir_resolves_every_model_of_the_default_pipeline(tmp_path, weig
     from dynapose4d.pretrained.zero123 import load_zero123
 
     cfg = default_config(tmp_path, f"weights_dir={weights_tree}")
-    check_stages(cfg, tmp_path / "run", stage_modules(), redo=[])  # offline, empty hub cache: all from weights_dir
+    check_stages(cfg, tmp_path / "run", pipeline_stages(), redo=[])  # offline, empty hub cache: all from weights_dir
     assert cfg.static.model == cfg.dynamic.model == str(weights_tree / "zero123-xl")
     assert cfg.video.model == str(weights_tree / "svd-img2vid")
     assert cfg.keypoints.checkpoint == str(weights_tree / "poseanything" / "demo_b.pth")
@@ -64,7 +64,7 @@ def test_per_model_keys_win_over_weights_dir(tmp_path, weights_tree, tiny_zero12
     own = tmp_path / "my-zero123"
     own.symlink_to(tiny_zero123_dir)
     cfg = default_config(tmp_path, f"weights_dir={weights_tree}", f"static.model={own}", "stages=[static]")
-    check_stages(cfg, tmp_path / "run", stage_modules(), redo=[])
+    check_stages(cfg, tmp_path / "run", pipeline_stages(), redo=[])
     assert cfg.static.model == str(own)
 
 

@@ -23,6 +23,7 @@ from PIL import Image
 from ..cameras import REFERENCE_RADIUS, zero123_camera_vector
 from ..data.image import WHITE, composite, resize_square
 from ..pretrained import PretrainedModel, resolve_pretrained
+from ..rules import Boolean, Number, Pair
 from . import PRIORS, Prior, PriorContext, ViewBatch, draw_noise_seeds
 
 if TYPE_CHECKING:  # diffusers is imported when a model is loaded, not when the priors are listed
@@ -37,6 +38,13 @@ ZERO123_MODELS = {
         "static.model",
         "Stability AI Non-Commercial Research Community License (stabilityai/stable-zero123 on Hugging Face)",
     ),
+}
+
+# `<stage>.sds`, what this prior reads from its stage's settings (dynamic.sds is ${static.sds} by default)
+SDS_SETTINGS = {
+    "guidance_scale": Number(),  # classifier-free guidance: 0 is unconditional, below 0 pushes away from the image
+    "max_timestep": Pair(Number(above=0, max=1)),  # [start, end] of T_max: decays from start to end, in either order
+    "half_precision": Boolean(),
 }
 
 

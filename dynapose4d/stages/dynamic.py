@@ -16,6 +16,7 @@ with ground truth, held-out metrics at every frame.
 """
 
 import logging
+from collections.abc import Callable
 
 import torch
 from omegaconf import DictConfig
@@ -24,7 +25,8 @@ from ..cameras import Cameras, orbit_cameras, reference_camera
 from ..checkpoint import load_checkpoint, non_finite
 from ..data.driving import draw_keypoints
 from ..data.image import WHITE, composite, resize_square
-from ..deform import Deformation, build_deformation, normalised_time
+from ..data.support import SupportKeypoints
+from ..deform import DEFORMATIONS, Deformation, build_deformation, normalised_time
 from ..deform.anchored import AnchoredDeformation
 from ..errors import DynaPoseError
 from ..eval.heldout import score_heldout
@@ -32,56 +34,131 @@ from ..gaussians import GaussianModel
 from ..keypoints import TemplateMatchingDetector, lift_keypoints, project_points
 from ..media import write_video
 from ..pretrained import PretrainedModel
-from ..priors import PriorContext, ViewBatch, build_prior, draw_noise_seeds, prior_weights
+from ..priors import Prior, PriorContext, ViewBatch, build_prior, draw_noise_seeds, prior_choices, prior_weights
+from ..priors.zero123 import SDS_SETTINGS
 from ..render import rasterize
 from ..render.views import ORBIT_ELEVATION, render_views
+from ..rules import COUNT, LR, MODEL, SIZE, Boolean, Choice, Integer, Nullable, SizeSchedule, Variants
 from ..run import Run
 from ..schedules import exponential_lr, render_size
+from . import STAGES
 from .keypoints import load_detector
-from .terms import DYNAMIC_TERMS, DynamicBatch, build_terms
+from .terms import DYNAMIC_TERMS, DynamicBatch, build_terms, loss_schema
 from .training import TrainingStage
 
 log = logging.getLogger(__name__)
 NAME = "dynamic"
 KML_MODES = ("lift", "render")
 OUTPUTS = ("checkpoint.pt", "renders/reference.mp4", "renders/orbit.mp4")
+Keypoints = tuple[SupportKeypoints, torch.Tensor, torch.Tensor]  # support, per frame [T, N, 2], visibility [T, N]
 
 
+# configs/dynamic/default.yaml (its `prior`, `loss` and `deformation` are added when validated: `settings_schema`)
+SETTINGS = {
+    "iterations": COUNT,
+    "batch_size": COUNT,
+    "render_size": SIZE,
+    "novel_view_sizes": SizeSchedule(),
+    "optimize_gaussians": Boolean(),
+    "anchor_frame": Nullable(Integer(min=0)),
+    "lr": {key: LR for key in ("deformation", "means", "means_final", "sh0", "opacities", "scales", "quats")},
+    "model": Nullable(MODEL),
+    "sds": SDS_SETTINGS,
+    "views_per_frame": COUNT,
+    "prior_chunk": COUNT,
+    "ref_warmup": Choice(True, False, "auto"),
+    "kml_mode": Choice(*KML_MODES),
+    "neighbours": COUNT,
+    "checkpoint_every": COUNT,
+    "orbit_frames": COUNT,
+}
+
+
+def settings_schema() -> dict:
+    """`dynamic.*`, with the priors, loss terms and deformations registered by now (the plugins' too)."""
+    return {
+        **SETTINGS,
+        "prior": Choice(*prior_choices()),
+        "loss": loss_schema(DYNAMIC_TERMS),
+        "deformation": Variants("name", **{entry.name: entry.schema for entry in DEFORMATIONS}),
+    }
+
+
+@STAGES.register(NAME, schema=settings_schema)
 class DynamicStage(TrainingStage):
     """The static model (trained with phi by default, as DG4D), the deformation network and their optimiser."""
 
     name = NAME
+    after = ("static", "video", "keypoints")
 
-    def __init__(self, run: Run):
+    def __init__(
+        self,
+        run: Run,
+        model: GaussianModel,  # the static Gaussians: the canonical model phi deforms
+        frames: torch.Tensor,  # [T, H, W, 4] the driving video, RGBA
+        deformation: Deformation,  # phi around the model's centres; anchored here when dynamic.anchor_frame is set
+        prior: Prior | None = None,  # scores the novel views; None for dynamic.prior=none
+        keypoints: Keypoints | None = None,  # the keypoints stage's output: needed when dynamic.loss.kml > 0
+        detector: Callable | None = None,  # renders [B, S, S, 3] -> keypoints [B, N, 2], for kml_mode=render
+    ):
         super().__init__(run, run.cfg.dynamic)
         cfg, device = self.cfg, self.device
         size = self.settings.render_size
-        driving = run.driving_frames()  # [T, H, W, 4]
-        scale = size / driving.shape[1]  # keypoints are stored in driving-frame pixels
-        frames = resize_square(driving, size).to(device)
+        scale = size / frames.shape[1]  # keypoints are in driving-frame pixels
+        frames = resize_square(frames, size).to(device)
         self.num_frames = len(frames)
         self.background = run.background  # [3]
         self.target_rgb = composite(frames, self.background)  # [T, S, S, 3]
         self.target_mask = frames[..., 3:]  # [T, S, S, 1]
         camera = cfg.static.camera
         self.camera = reference_camera(size, size, camera.radius, camera.fovy, camera.elevation).to(device)
-
-        self.prior = build_prior(PriorContext(self.settings, NAME, driving, camera, device, lambda: run.ground_truth))
-        self.model = run.static_model().to(device)
+        self.prior = prior
+        self.model = model.to(device)
         self.model.requires_grad_(self.settings.optimize_gaussians)
-        # phi's initial weights come from the global RNG: seeding here makes them independent
-        # of which stages ran before in this process (a resumed run, a sweep, the ablation).
-        torch.manual_seed(cfg.seed)
-        deformation = self.settings.deformation
-        self.deformation = build_deformation(deformation.name, deformation, self.canonical_means)
+        self.deformation = deformation
         if self.settings.anchor_frame is not None:
             self.deformation = self._anchored(self.deformation, self.settings.anchor_frame)
         self.deformation.to(device)
-        if self.settings.loss.kml > 0:  # without KML the keypoints stage may be skipped
-            self._prepare_keypoint_match(scale)
+        if self.settings.loss.kml > 0:
+            self._prepare_keypoint_match(keypoints, detector, scale)
         self.terms = build_terms(DYNAMIC_TERMS, self, self.settings.loss)
         self.optimizer = torch.optim.Adam(self._param_groups())
         self.restore()
+
+    @classmethod
+    def from_run(cls, run: Run) -> "DynamicStage":
+        """The stage on the static model, driving video and keypoints the run's earlier stages wrote."""
+        settings, device = run.cfg.dynamic, run.device
+        frames = run.driving_frames()  # [T, H, W, 4]
+        context = PriorContext(settings, NAME, frames, run.cfg.static.camera, device, lambda: run.ground_truth)
+        prior = build_prior(context)
+        model = run.static_model().to(device)
+        deformation = seeded_deformation(settings.deformation, model.params["means"].detach(), run.cfg.seed)
+        keypoints = detector = None
+        if settings.loss.kml > 0:  # without KML the keypoints stage may be skipped
+            keypoints = run.keypoints()
+            detector = keypoint_detector(run, keypoints[0]) if settings.kml_mode == "render" else None
+        return cls(run, model, frames, deformation, prior, keypoints, detector)
+
+    # ----- Stage ----------------------------------------------------------------------------
+
+    @classmethod
+    def check(cls, cfg: DictConfig) -> list[PretrainedModel]:
+        return prior_weights(cfg.dynamic, NAME)
+
+    @classmethod
+    def verify(cls, run: Run) -> list[str]:
+        """What is wrong with the outputs: files missing, a PLY per driving frame, a finite checkpoint."""
+        stage_dir = run.stage_dir(NAME)
+        problems = [f"{name} is missing" for name in OUTPUTS if not (stage_dir / name).exists()]
+        frames, plys = len(run.driving_frames()), len(list((stage_dir / "frames").glob("*.ply")))
+        if plys != frames:
+            problems.append(f"frames/ holds {plys} PLY files for {frames} driving frames")
+        if not problems:
+            checkpoint = load_checkpoint(run.checkpoint_path(NAME))
+            problems += non_finite({key: checkpoint[key] for key in ("deformation", "model") if key in checkpoint},
+                                   "checkpoint.pt")  # fmt: skip
+        return problems
 
     # ----- deformed Gaussians ---------------------------------------------------------------
 
@@ -105,21 +182,20 @@ class DynamicStage(TrainingStage):
             raise DynaPoseError(f"dynamic.anchor_frame={frame}, but the driving video has {self.num_frames} frames")
         return AnchoredDeformation(field, normalised_time(torch.tensor(float(frame)), self.num_frames).item())
 
-    def _prepare_keypoint_match(self, scale: float) -> None:
+    def _prepare_keypoint_match(self, keypoints: Keypoints | None, detector: Callable | None, scale: float) -> None:
         """Driving keypoints at render size, and the lifted support points or the detector KML compares them to."""
-        support, keypoints, visibility = self.run.keypoints()
-        self.keypoints = (keypoints * scale).to(self.device)  # [T, N, 2]
+        if keypoints is None:
+            raise DynaPoseError("dynamic.loss.kml > 0 needs the keypoints stage's output; or set dynamic.loss.kml=0")
+        support, tracks, visibility = keypoints
+        self.keypoints = (tracks * scale).to(self.device)  # [T, N, 2]
         self.skeleton = support.skeleton
         self.keypoint_visibility = visibility.to(self.device)  # [T, N] 0 where tracking lost a point
-        points = (support.points * self.settings.render_size / support.image_size[1]).to(self.device)  # [N, 2]
         if self.settings.kml_mode == "lift":
-            self.lifted_keypoints = self._lift(points)  # [N, 3]
-        elif self.cfg.keypoints.source == "poseanything":  # the model that found the driving keypoints
-            self.detector = load_detector(self.run, support)
+            self.lifted_keypoints = self._lift(support_at(support, self.settings.render_size).to(self.device))  # [N, 3]
+        elif detector is None:
+            raise DynaPoseError("dynamic.kml_mode=render needs a detector for the renders; or dynamic.kml_mode=lift")
         else:
-            size = self.settings.render_size
-            reference = composite(resize_square(self.run.reference(), size).to(self.device), WHITE.to(self.device))
-            self.detector = TemplateMatchingDetector(reference, points)  # over white, as the renders it is shown
+            self.detector = detector
 
     @torch.no_grad()
     def _lift(self, support: torch.Tensor) -> torch.Tensor:
@@ -277,26 +353,29 @@ def render_cameras(gaussians: dict, cameras: Cameras, backgrounds: torch.Tensor,
     return colors.clamp(0, 1), alphas
 
 
-def check(cfg: DictConfig) -> list[PretrainedModel]:
-    return prior_weights(cfg.dynamic, NAME)
+def seeded_deformation(settings: DictConfig, means: torch.Tensor, seed: int) -> Deformation:
+    """phi as `dynamic.deformation` describes it, around the canonical centres `means` [N, 3].
+
+    Its initial weights come from the global RNG: seeding it here makes them independent of
+    which stages ran before in this process (a resumed run, a sweep, the ablation).
+    """
+    torch.manual_seed(seed)
+    return build_deformation(settings.name, settings, means)
 
 
-def execute(run: Run) -> None:
-    DynamicStage(run).fit()
+def support_at(support: SupportKeypoints, size: int) -> torch.Tensor:
+    """The support keypoints [N, 2] in the pixels of a `size`² render of the input image."""
+    return support.points * size / support.image_size[1]
 
 
-def verify(run: Run) -> list[str]:
-    """What is wrong with the outputs: files missing, a PLY per driving frame, a finite checkpoint."""
-    stage_dir = run.stage_dir(NAME)
-    problems = [f"{name} is missing" for name in OUTPUTS if not (stage_dir / name).exists()]
-    frames, plys = len(run.driving_frames()), len(list((stage_dir / "frames").glob("*.ply")))
-    if plys != frames:
-        problems.append(f"frames/ holds {plys} PLY files for {frames} driving frames")
-    if not problems:
-        checkpoint = load_checkpoint(run.checkpoint_path(NAME))
-        problems += non_finite({key: checkpoint[key] for key in ("deformation", "model") if key in checkpoint},
-                               "checkpoint.pt")  # fmt: skip
-    return problems
+def keypoint_detector(run: Run, support: SupportKeypoints) -> Callable:
+    """What finds the keypoints on the renders for kml_mode=render: the model that found the driving keypoints
+    (PoseAnything), or else template matching around the support points of the input image."""
+    if run.cfg.keypoints.source == "poseanything":
+        return load_detector(run, support)
+    size, device = run.cfg.dynamic.render_size, run.device
+    reference = composite(resize_square(run.reference(), size).to(device), WHITE.to(device))
+    return TemplateMatchingDetector(reference, support_at(support, size).to(device))  # over white, as the renders
 
 
 @torch.no_grad()

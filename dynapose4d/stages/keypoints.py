@@ -24,51 +24,74 @@ from ..errors import DynaPoseError
 from ..keypoint_tracking import TrackSettings, track_points
 from ..pretrained import PretrainedModel, resolve_pretrained
 from ..pretrained.poseanything import CapeDetector, load_cape_checkpoint, poseanything_weights
+from ..rules import COUNT, PATH, Integer, Nullable, Number, Text, Variants
 from ..run import Run
+from . import STAGES, Stage
 
 log = logging.getLogger(__name__)
 NAME = "keypoints"
-SOURCES = ("poseanything", "track", "oracle")
+
+# configs/keypoints/<source>.yaml
+SUPPORT = {"support": Nullable(PATH), "num_keypoints": COUNT}
+SETTINGS = Variants(
+    "source",
+    poseanything={"checkpoint": Text("a URL or a path"), **SUPPORT, "batch_size": COUNT},
+    track={
+        **SUPPORT,
+        "window": Integer(min=3, odd=True),  # OpenCV's LK window has a centre pixel
+        "levels": Integer(min=0),
+        "fb_threshold": Number(above=0),
+    },
+    oracle={},
+)
 
 
-def check(cfg: DictConfig) -> list[PretrainedModel]:
-    if cfg.keypoints.source == "poseanything":
-        return [poseanything_weights(cfg.keypoints.checkpoint)]
-    return []
+@STAGES.register(NAME, schema=SETTINGS)
+class KeypointsStage(Stage):
+    """Support keypoints on the input image, and the driving video's keypoints from its source."""
+
+    name = NAME
+    after = ("video",)
+
+    @classmethod
+    def check(cls, cfg: DictConfig) -> list[PretrainedModel]:
+        if cfg.keypoints.source == "poseanything":
+            return [poseanything_weights(cfg.keypoints.checkpoint)]
+        return []
+
+    @classmethod
+    def execute(cls, run: Run) -> None:
+        frames = run.driving_frames()  # [T, H, W, 4]
+        source = run.cfg.keypoints.source
+        visibility = None  # all visible, except where tracking loses points
+        if source == "oracle":
+            support, keypoints = oracle_keypoints(run)
+        elif source == "track":
+            support = support_keypoints(run)
+            keypoints, visibility = tracked_keypoints(run, support, frames)
+        else:
+            support = support_keypoints(run)
+            detector = load_detector(run, support)
+            keypoints = detector.detect(composite(frames, WHITE).to(run.device), run.cfg.keypoints.batch_size).cpu()
+        save_keypoints(run.stage_dir(NAME), support, keypoints, frames, run.cfg.video.fps, visibility)
+
+    @classmethod
+    def verify(cls, run: Run) -> list[str]:
+        """What is wrong with the outputs: keypoints missing, not finite, or not one set per driving frame."""
+        try:
+            _, keypoints, _ = run.keypoints()
+        except DynaPoseError as error:
+            return [str(error)]
+        problems = [] if keypoints.isfinite().all() else ["keypoints.json holds non-finite keypoints"]
+        frames = len(run.driving_frames())
+        if len(keypoints) != frames:
+            problems.append(f"keypoints.json has {len(keypoints)} frames, the driving video {frames}")
+        return problems
 
 
 def track_settings(cfg: DictConfig) -> TrackSettings:
     settings = cfg.keypoints
     return TrackSettings(settings.window, settings.levels, settings.fb_threshold)
-
-
-def execute(run: Run) -> None:
-    frames = run.driving_frames()  # [T, H, W, 4]
-    source = run.cfg.keypoints.source
-    visibility = None  # all visible, except where tracking loses points
-    if source == "oracle":
-        support, keypoints = oracle_keypoints(run)
-    elif source == "track":
-        support = support_keypoints(run)
-        keypoints, visibility = tracked_keypoints(run, support, frames)
-    else:
-        support = support_keypoints(run)
-        detector = load_detector(run, support)
-        keypoints = detector.detect(composite(frames, WHITE).to(run.device), run.cfg.keypoints.batch_size).cpu()
-    save_keypoints(run.stage_dir(NAME), support, keypoints, frames, run.cfg.video.fps, visibility)
-
-
-def verify(run: Run) -> list[str]:
-    """What is wrong with the outputs: keypoints missing, not finite, or not one set per driving frame."""
-    try:
-        _, keypoints, _ = run.keypoints()
-    except DynaPoseError as error:
-        return [str(error)]
-    problems = [] if keypoints.isfinite().all() else ["keypoints.json holds non-finite keypoints"]
-    frames = len(run.driving_frames())
-    if len(keypoints) != frames:
-        problems.append(f"keypoints.json has {len(keypoints)} frames, the driving video {frames}")
-    return problems
 
 
 def oracle_keypoints(run: Run) -> tuple[SupportKeypoints, torch.Tensor]:

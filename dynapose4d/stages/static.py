@@ -20,12 +20,15 @@ from ..eval.heldout import score_heldout
 from ..gaussians import GaussianModel
 from ..media import image_grid
 from ..pretrained import PretrainedModel
-from ..priors import PriorContext, ViewBatch, build_prior, draw_noise_seeds, prior_weights
+from ..priors import Prior, PriorContext, ViewBatch, build_prior, draw_noise_seeds, prior_choices, prior_weights
+from ..priors.zero123 import SDS_SETTINGS
 from ..render import rasterize
 from ..render.views import render_views, write_turntable
+from ..rules import ANGLE, COUNT, LR, MODEL, SIZE, Choice, Integer, Nullable, Number, Pair, SizeSchedule
 from ..run import Run
 from ..schedules import exponential_lr, render_size
-from .terms import STATIC_TERMS, StaticBatch, build_terms
+from . import STAGES
+from .terms import STATIC_TERMS, StaticBatch, build_terms, loss_schema
 from .training import TrainingStage
 
 log = logging.getLogger(__name__)
@@ -35,24 +38,66 @@ DREAMGAUSSIAN_INIT_COLOR = 0.5
 LOG_AZIMUTHS = (0, 90, 180, 270)  # the views of the model logged to TensorBoard
 OUTPUTS = ("checkpoint.pt", "model.ply", "renders/grid.png", "renders/orbit.mp4")
 
+# configs/static/default.yaml (its `prior` and `loss` are added when validated: see `settings_schema`)
+SETTINGS = {
+    "iterations": COUNT,
+    "batch_size": COUNT,
+    "num_points": COUNT,
+    "init_radius": Number(above=0),
+    "render_size": SIZE,
+    "novel_view_sizes": SizeSchedule(),
+    "black_background_prob": Number(0, 1),
+    "model": Nullable(MODEL),
+    "sds": SDS_SETTINGS,
+    "prior_chunk": COUNT,
+    "camera": {
+        "radius": Number(above=0),
+        "fovy": Number(above=0, below=180),
+        "elevation": ANGLE,
+        "elevation_range": Pair(Number(), ordered=True),  # relative to the reference view; clamped to +-80 in use
+        "azimuth_range": Pair(Number(), ordered=True),
+    },
+    "ref_warmup": Choice(True, False, "auto"),  # training.reference_warmup_enabled
+    "lr": {key: LR for key in ("means", "means_final", "sh0", "opacities", "scales", "quats")},
+    "densify": {  # DreamGaussian's units and 1-based steps (densify.py Densifier.from_dreamgaussian)
+        "start": Integer(min=0),
+        "stop": Integer(min=0),
+        "every": COUNT,  # a modulus
+        "grad_threshold": Number(min=0),
+        "percent_dense": Number(min=0),
+        "extent": Number(above=0),
+        "min_opacity": Number(0, 1),
+        "max_scale": Number(min=0),
+        "opacity_reset_every": COUNT,  # a modulus
+    },
+    "checkpoint_every": COUNT,
+    "orbit_views": COUNT,
+}
 
+
+def settings_schema() -> dict:
+    """`static.*`, with the priors and loss terms registered by now (the plugins' too)."""
+    return {**SETTINGS, "prior": Choice(*prior_choices()), "loss": loss_schema(STATIC_TERMS)}
+
+
+@STAGES.register(NAME, schema=settings_schema)
 class StaticStage(TrainingStage):
     """Everything one static optimisation needs; TrainingStage runs its lifecycle."""
 
     name = NAME
 
-    def __init__(self, run: Run):
+    def __init__(self, run: Run, image: torch.Tensor, prior: Prior | None):
+        """`image`: the RGBA input [H, W, 4] as the run framed it; `prior` scores the novel views (None: none)."""
         super().__init__(run, run.cfg.static)
         device, settings = self.device, self.settings
         size = settings.render_size
-        image = run.reference()  # [H, W, 4]
         reference = resize_square(image, size)  # [S, S, 4]
         self.background = run.background  # [3]
         self.target_rgb = composite(reference.to(device), self.background)[None]  # [1, S, S, 3]
         self.target_mask = reference[None, ..., 3:].to(device)  # [1, S, S, 1]
         camera = settings.camera
         self.reference_camera = reference_camera(size, size, camera.radius, camera.fovy, camera.elevation).to(device)
-        self.prior = build_prior(PriorContext(settings, NAME, image[None], camera, device, lambda: run.ground_truth))
+        self.prior = prior
 
         torch.manual_seed(self.cfg.seed)  # densification splits sample from the global RNG
         self.model = GaussianModel.from_sphere(
@@ -62,6 +107,28 @@ class StaticStage(TrainingStage):
         self._build_optimizers()
         self.terms = build_terms(STATIC_TERMS, self, settings.loss)
         self.restore()
+
+    @classmethod
+    def from_run(cls, run: Run) -> "StaticStage":
+        """The stage on the run's input image, with the prior `static.prior` names."""
+        settings, image = run.cfg.static, run.reference()  # [H, W, 4]
+        context = PriorContext(settings, NAME, image[None], settings.camera, run.device, lambda: run.ground_truth)
+        return cls(run, image, build_prior(context))
+
+    # ----- Stage -----------------------------------------------------------------------
+
+    @classmethod
+    def check(cls, cfg: DictConfig) -> list[PretrainedModel]:
+        return prior_weights(cfg.static, NAME)
+
+    @classmethod
+    def verify(cls, run: Run) -> list[str]:
+        """What is wrong with the stage's outputs: a model that is missing, unreadable or not finite."""
+        stage_dir = run.stage_dir(NAME)
+        problems = [f"{name} is missing" for name in OUTPUTS if not (stage_dir / name).exists()]
+        if not problems:
+            problems += non_finite(load_checkpoint(run.checkpoint_path(NAME))["model"], "checkpoint.pt")
+        return problems
 
     def _build_optimizers(self) -> None:
         """One Adam per parameter, as gsplat's densification expects (checked)."""
@@ -166,23 +233,6 @@ class StaticStage(TrainingStage):
         lr = self.settings.lr
         for group in self.optimizers["means"].param_groups:
             group["lr"] = exponential_lr(self.step, lr.means, lr.means_final, self.settings.iterations)
-
-
-def check(cfg: DictConfig) -> list[PretrainedModel]:
-    return prior_weights(cfg.static, NAME)
-
-
-def execute(run: Run) -> None:
-    StaticStage(run).fit()
-
-
-def verify(run: Run) -> list[str]:
-    """What is wrong with the stage's outputs: a model that is missing, unreadable or not finite."""
-    stage_dir = run.stage_dir(NAME)
-    problems = [f"{name} is missing" for name in OUTPUTS if not (stage_dir / name).exists()]
-    if not problems:
-        problems += non_finite(load_checkpoint(run.checkpoint_path(NAME))["model"], "checkpoint.pt")
-    return problems
 
 
 @torch.no_grad()

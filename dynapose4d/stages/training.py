@@ -1,8 +1,11 @@
 """The lifecycle every training stage shares: resume, the loop, checkpoints, stopping, the finish.
 
-A stage subclasses TrainingStage, builds its model, optimizers and loss terms (terms/) in
-`__init__` and ends it with `self.restore()`; it implements `train_step` (one step: render,
-`evaluate_terms`, backward; returning the terms' values),
+A stage subclasses TrainingStage. Its `__init__` takes the run (where it writes, the seed,
+the device) and the parts it trains from as tensors and objects (images, models, a prior),
+builds its optimizers and loss terms (terms/) and ends with `self.restore()`; `from_run(run)`
+reads those parts from the run directory, which is what `execute` does before `fit()`. So a
+test builds a stage from tensors without running the stages before it. It implements
+`train_step` (one step: render, `evaluate_terms`, backward; returning the terms' values),
 `trainable` (every tensor that trains, checked finite), `state_dict` / `load_state_dict`
 (its own state beyond the step, optimizers and RNGs, which this base saves) and
 `write_outputs`. `fit()` then:
@@ -34,6 +37,7 @@ from ..errors import DynaPoseError
 from ..priors import Prior
 from ..run import Run
 from ..schedules import reference_warmup, step_ratio
+from . import Stage
 from .monitor import Monitor
 from .terms import Term, weighted_total
 
@@ -49,8 +53,7 @@ class Stopped(KeyboardInterrupt):
         self.signum = signum
 
 
-class TrainingStage:
-    name: str  # the stage's directory and its config group
+class TrainingStage(Stage):
     terms: dict[str, Term]  # the enabled loss terms by name, weighted by `<stage>.loss` (terms/)
     prior: Prior | None = None  # the novel-view prior, None for `<stage>.prior=none`
     reference_mse: torch.Tensor | None = None  # the last step's ref_rgb term, for the log
@@ -64,6 +67,15 @@ class TrainingStage:
         self._memo: dict[str, object] = {}
 
     # ----- what a stage implements ----------------------------------------------------------
+
+    @classmethod
+    def from_run(cls, run: Run) -> "TrainingStage":
+        """The stage built from what the run directory holds (the earlier stages' outputs)."""
+        raise NotImplementedError
+
+    @classmethod
+    def execute(cls, run: Run) -> None:
+        cls.from_run(run).fit()
 
     def train_step(self) -> dict[str, float]:
         """One optimisation step; returns its loss terms (and other scalars for the progress bar)."""

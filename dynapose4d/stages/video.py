@@ -41,11 +41,12 @@ from ..data.image import (
 from ..errors import DynaPoseError
 from ..media import image_grid, load_png, load_png_frames, save_png, save_png_frames, to_uint8, write_video
 from ..pretrained import PretrainedModel
+from ..rules import COUNT, FPS, MODEL, PATH, Boolean, Choice, Integer, Nullable, Number, Variants
 from ..run import Run
+from . import STAGES, Stage
 
 log = logging.getLogger(__name__)
 NAME = "video"
-SOURCES = ("svd", "file", "oracle")
 MASK_METHODS = ("auto", "rembg", "background")
 CANDIDATES = "candidates"  # video/candidates/seed_<s>/ and contact_sheet.png
 SELECTED = "selected.json"  # which seed's video video/frames/ holds
@@ -58,22 +59,87 @@ SHEET_FRAMES = 5  # frames across a contact-sheet row: the first, the last and t
 SHEET_CELL = 160  # pixels on a side of one contact-sheet frame
 SHEET_LABEL = 100  # pixels of the "seed N" column
 
+# configs/video/<source>.yaml: video.source picks the file, and with it the keys
+SETTINGS = Variants(
+    "source",
+    svd={
+        "model": MODEL,
+        "num_frames": Nullable(COUNT),
+        "steps": COUNT,
+        "fps": FPS,
+        "motion_bucket_id": Number(min=0),
+        "noise_aug_strength": Number(min=0),
+        "decode_chunk_size": Nullable(COUNT),
+        "height": COUNT,  # SVD's own multiple of 64 is checked when the model is loaded
+        "width": COUNT,
+        "pad": Boolean(),
+        "seed": Nullable(Integer()),
+        "candidates": COUNT,
+        "cpu_offload": Boolean(),
+        "forward_chunking": Boolean(),
+        "mask": Choice(*MASK_METHODS),
+    },
+    file={
+        "path": Nullable(PATH),  # null is reported by the input checks, which know whether input/ holds the clip
+        "masks": Nullable(PATH),
+        "max_frames": Nullable(COUNT),
+        "frame_step": COUNT,
+        "fps": FPS,
+    },
+    oracle={"fps": FPS},
+)
 
-def check(cfg: DictConfig) -> list[PretrainedModel]:
-    if cfg.video.source != "svd":
-        return []
-    from ..pretrained.svd import svd_weights
 
-    return [svd_weights(cfg.video.model)]
+@STAGES.register(NAME, schema=SETTINGS)
+class VideoStage(Stage):
+    """The driving video from its source; SVD's may be outdated by a changed video.seed."""
 
+    name = NAME
 
-def outdated(run: Run) -> str | None:
-    """Why the finished video/ no longer fits the config (it holds another seed than video.seed), or None."""
-    cfg = run.cfg
-    held = held_seed(run)
-    if cfg.video.source != "svd" or cfg.video.seed is None or held in (None, cfg.video.seed):
-        return None
-    return f"video/ holds the video of seed {held} but video.seed={cfg.video.seed} is asked for"
+    @classmethod
+    def check(cls, cfg: DictConfig) -> list[PretrainedModel]:
+        if cfg.video.source != "svd":
+            return []
+        from ..pretrained.svd import svd_weights
+
+        return [svd_weights(cfg.video.model)]
+
+    @classmethod
+    def outdated(cls, run: Run) -> str | None:
+        """Why the finished video/ no longer fits the config (it holds another seed than video.seed), or None."""
+        cfg = run.cfg
+        held = held_seed(run)
+        if cfg.video.source != "svd" or cfg.video.seed is None or held in (None, cfg.video.seed):
+            return None
+        return f"video/ holds the video of seed {held} but video.seed={cfg.video.seed} is asked for"
+
+    @classmethod
+    def execute(cls, run: Run) -> None:
+        source, stage_dir = run.cfg.video.source, run.stage_dir(NAME)
+        if source == "oracle":
+            frames = run.ground_truth.driving_video
+        elif source == "file":
+            frames = run.clip()
+        else:
+            seed = chosen_seed(run)
+            frames = svd_video(run, seed)
+        shutil.rmtree(stage_dir / "frames", ignore_errors=True)  # a redo must not keep frames of the video before
+        save_driving_frames(stage_dir, frames, run.cfg.video.fps)
+        if source == "svd":
+            (stage_dir / SELECTED).write_text(json.dumps({"seed": seed}))
+
+    @classmethod
+    def verify(cls, run: Run) -> list[str]:
+        """What is wrong with the outputs: no frames, frames of different sizes, or no driving.mp4."""
+        stage_dir = run.stage_dir(NAME)
+        problems = [] if (stage_dir / "driving.mp4").is_file() else ["driving.mp4 is missing"]
+        sizes = set()
+        for path in (stage_dir / "frames").glob("*.png"):
+            with Image.open(path) as frame:  # reads the header only
+                sizes.add(frame.size)
+        if len(sizes) != 1:
+            problems.append("frames/ holds no frames" if not sizes else f"frames/ mixes frame sizes {sorted(sizes)}")
+        return problems
 
 
 def held_seed(run: Run) -> int | None:
@@ -88,34 +154,6 @@ def chosen_seed(run: Run) -> int:
         return run.cfg.video.seed
     held = held_seed(run)
     return run.cfg.seed if held is None else held
-
-
-def execute(run: Run) -> None:
-    source, stage_dir = run.cfg.video.source, run.stage_dir(NAME)
-    if source == "oracle":
-        frames = run.ground_truth.driving_video
-    elif source == "file":
-        frames = run.clip()
-    else:
-        seed = chosen_seed(run)
-        frames = svd_video(run, seed)
-    shutil.rmtree(stage_dir / "frames", ignore_errors=True)  # a redo must not keep frames of the video before
-    save_driving_frames(stage_dir, frames, run.cfg.video.fps)
-    if source == "svd":
-        (stage_dir / SELECTED).write_text(json.dumps({"seed": seed}))
-
-
-def verify(run: Run) -> list[str]:
-    """What is wrong with the outputs: no frames, frames of different sizes, or no driving.mp4."""
-    stage_dir = run.stage_dir(NAME)
-    problems = [] if (stage_dir / "driving.mp4").is_file() else ["driving.mp4 is missing"]
-    sizes = set()
-    for path in (stage_dir / "frames").glob("*.png"):
-        with Image.open(path) as frame:  # reads the header only
-            sizes.add(frame.size)
-    if len(sizes) != 1:
-        problems.append("frames/ holds no frames" if not sizes else f"frames/ mixes frame sizes {sorted(sizes)}")
-    return problems
 
 
 def svd_video(run: Run, seed: int) -> torch.Tensor:

@@ -21,6 +21,7 @@ import torch
 from ...errors import DynaPoseError
 from ...priors import ViewBatch
 from ...registry import Registry
+from ...rules import WEIGHT
 
 Term = Callable[..., torch.Tensor]  # batch -> a scalar
 
@@ -59,6 +60,11 @@ def build_terms(registry: Registry, stage, weights: Mapping[str, float]) -> dict
     if not terms:
         raise DynaPoseError(f"{stage.name}.loss: every term is off (weight 0) or does not apply; nothing to train")
     return terms
+
+
+def loss_schema(registry: Registry) -> dict:
+    """The rules of `<stage>.loss`: a weight per registered term; 0 switches it off."""
+    return {entry.name: WEIGHT for entry in registry}
 
 
 def weighted_total(values: Mapping[str, torch.Tensor], weights: Mapping[str, float]) -> torch.Tensor:
