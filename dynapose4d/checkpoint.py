@@ -2,7 +2,8 @@
 
 A stage's DONE file lists every file the stage wrote, with its size. It is written only
 after the stage's outputs were verified, and a resume checks it again: a file deleted or
-cut short since means the stage is redone, not trusted.
+cut short since means the stage is redone, not trusted. input/'s also says what the inputs
+were, so that a resume can tell when the config names others.
 """
 
 import json
@@ -41,16 +42,28 @@ def is_done(stage_dir: Path) -> bool:
     return (stage_dir / DONE).exists()
 
 
-def mark_done(stage_dir: Path) -> None:
-    """DONE, listing every file under `stage_dir` with its size (JSON), written last and atomically."""
+def mark_done(stage_dir: Path, record: dict | None = None) -> None:
+    """DONE, listing every file under `stage_dir` with its size (JSON), written last and atomically.
+
+    `record`'s entries are stored beside the list (input/'s "inputs": what it was made from; done_record).
+    """
     files = {
         str(path.relative_to(stage_dir)): path.stat().st_size
         for path in sorted(stage_dir.rglob("*"))
         if path.is_file() and path.name != DONE and not path.name.endswith(".tmp")
     }
     temporary = stage_dir / f".{DONE}.tmp"
-    temporary.write_text(json.dumps({"files": files}, indent=1) + "\n")
+    temporary.write_text(json.dumps({"files": files, **(record or {})}, indent=1) + "\n")
     os.replace(temporary, stage_dir / DONE)
+
+
+def done_record(stage_dir: Path, key: str):
+    """The entry `key` mark_done stored in DONE beside the files; None without one (a DONE of an older run)."""
+    try:
+        entries = json.loads((stage_dir / DONE).read_text())
+    except json.JSONDecodeError:  # an empty DONE, as the oldest runs wrote
+        return None
+    return entries.get(key) if isinstance(entries, dict) else None
 
 
 def unmark_done(stage_dir: Path) -> None:

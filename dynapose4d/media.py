@@ -52,13 +52,38 @@ def save_png(path: str | os.PathLike, image: torch.Tensor | np.ndarray) -> None:
 
 
 def load_png(path: str | os.PathLike) -> torch.Tensor:
-    """Read an image file as a float tensor [H, W, C] in [0, 1] (C = 1 for grey)."""
-    import imageio.v3 as iio
+    """Read an image file as a float tensor [H, W, C] in [0, 1] (C = 1 for grey); a 16-bit PNG keeps its 16 bits."""
+    if png_bit_depth(path) == 16:
+        array = read_16_bit_png(path)
+    else:
+        import imageio.v3 as iio
 
-    array = iio.imread(path)  # [H, W] or [H, W, C], uint8 or uint16
+        array = iio.imread(path)  # [H, W] or [H, W, C], uint8
     scale = float(np.iinfo(array.dtype).max)
     image = torch.from_numpy(array.astype(np.float32) / scale)
     return image[..., None] if image.ndim == 2 else image
+
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def png_bit_depth(path: str | os.PathLike) -> int | None:
+    """The bits per channel a PNG's header (IHDR) declares, or None for a file that is not a PNG."""
+    with open(path, "rb") as file:
+        header = file.read(26)  # signature, IHDR length and type, width, height, bit depth, colour type
+    return header[24] if header[:8] == PNG_SIGNATURE and header[12:16] == b"IHDR" else None
+
+
+def read_16_bit_png(path: str | os.PathLike) -> np.ndarray:
+    """A 16-bit PNG as uint16 [H, W] or [H, W, C] RGB(A): Pillow, under imageio, truncates these to 8 bits."""
+    import cv2
+
+    array = cv2.imread(os.fspath(path), cv2.IMREAD_UNCHANGED)  # BGR(A) channel order
+    if array is None:
+        raise ValueError(f"{path} is not a PNG that OpenCV can read")
+    if array.ndim == 3:
+        array = array[..., [2, 1, 0, 3][: array.shape[-1]]]
+    return array
 
 
 def save_png_frames(directory: str | os.PathLike, frames: torch.Tensor) -> None:

@@ -3,7 +3,8 @@
 Before anything is written: every setting is validated, the inputs are read, every
 pretrained model is located. Then, holding the run directory's lock, each stage runs,
 its outputs are verified, and only then is it marked DONE. A resume verifies the
-finished stages again and redoes any whose outputs went missing since.
+finished stages again and redoes any whose outputs went missing since, and every stage
+when the config names other inputs than input/ was made from.
 """
 
 import datetime
@@ -14,10 +15,18 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig
 
-from .checkpoint import is_done, mark_done, missing_outputs, unmark_done
-from .data.inputs import adopt_ground_truth, ground_truth_problems, read_inputs, rembg_need, write_inputs
+from .checkpoint import done_record, is_done, mark_done, missing_outputs, unmark_done
+from .data.inputs import (
+    adopt_ground_truth,
+    ground_truth_problems,
+    input_changes,
+    input_fingerprint,
+    read_inputs,
+    rembg_need,
+    write_inputs,
+)
 from .errors import DynaPoseError
-from .run import SUPERSEDED, Run, resolve_device
+from .run import INPUT, SUPERSEDED, Run, resolve_device
 from .run_dir import attach_log_file, hold_run_lock, make_run_dir, record_config, resolve_run_dir
 from .stages import Stage, stage_order
 from .threads import set_threads
@@ -46,9 +55,12 @@ def check_stages(cfg: DictConfig, run_dir: Path, stages, redo: list[str], cut_ou
     require_weights(cfg, [model for name in pending for model in stages[name].check(cfg)], cut_out)
 
 
-def stages_to_redo(run: Run, stages) -> tuple[list[str], str | None]:
+def stages_to_redo(run: Run, stages, inputs_changed: str | None = None) -> tuple[list[str], str | None]:
     """The finished stages to redo, and why: the first one whose outputs are broken or outdated, and every
-    later one made from it."""
+    later one made from it; input/ and every stage made since when `inputs_changed` says how the inputs did."""
+    if inputs_changed:  # every stage's outputs go, unread (run.ground_truth would cache the old sample)
+        made = [name for name in stages if run.stage_dir(name).exists()]
+        return [INPUT, *made], f"the inputs changed since input/ was written ({inputs_changed})"
     names = list(stages)
     for index, name in enumerate(names):
         if not is_done(run.stage_dir(name)):
@@ -68,14 +80,21 @@ def broken_outputs(run: Run, name: str, stage: type[Stage]) -> str | None:
 
 
 def redo_stages(run: Run, redo: list[str], reason: str) -> None:
-    """Unmark the first stage and move the later stages' outputs to superseded/ (kept, not deleted)."""
+    """Unmark the first stage and move the later stages' outputs to superseded/ (kept, not deleted).
+
+    Redone inputs move there too, DONE and all (it says what they were): the new ones are written
+    afresh, so that no old file stays among them (a longer clip's last frames).
+    """
     first, *later = redo
-    unmark_done(run.stage_dir(first))
+    if first != INPUT:
+        unmark_done(run.stage_dir(first))
     keep = run.dir / SUPERSEDED / datetime.datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
-    for name in later:
+    for name in redo if first == INPUT else later:
         keep.mkdir(parents=True, exist_ok=True)
         run.stage_dir(name).rename(keep / name)
-    moved = f"; the outputs of {', '.join(later)} made from it are now in {keep}" if later else ""
+    made = [f"the outputs of {', '.join(later)} made from it"] if later else []
+    kept = ["the old input/", *made] if first == INPUT else made
+    moved = f"; {' and '.join(kept)} {'are' if later else 'is'} now in {keep}" if kept else ""
     log.warning("%s: redoing %s%s", reason, ", ".join(redo), moved)
 
 
@@ -97,20 +116,23 @@ def release_memory(device: torch.device) -> None:
 
 
 def preflight(cfg: DictConfig, current: Run, stages) -> tuple[dict | None, list[str], str | None]:
-    """Read the inputs and locate every model, writing nothing: (the inputs, None when written already;
-    the finished stages to redo, and why).
+    """Read the inputs and locate every model, writing nothing: (the inputs with their fingerprint, None
+    when input/ holds them already; the finished stages to redo, and why).
 
     Inputs first, so a bad input fails before any download. An input that rembg must cut out
     waits for the models' check instead, so that rembg's missing model is named in the one
     message with the others; such an input has no ground truth, whose camera the check would need.
+    Inputs other than input/ was made from are read as for a new run, and input/ is redone.
     """
     point_rembg_at(cfg.weights_dir)  # before rembg's model is looked for
-    reading = not is_done(current.input_dir)
+    fingerprint = input_fingerprint(cfg)  # before adopt_ground_truth sets image_size to the sample's
+    changed = changed_inputs(current, fingerprint)
+    reading = changed is not None or not is_done(current.input_dir)
     cut_out = rembg_need(cfg) if reading else None
     if cut_out is not None:
-        redo, reason = stages_to_redo(current, stages)
+        redo, reason = stages_to_redo(current, stages, changed)
         check_stages(cfg, current.dir, stages, redo, cut_out)
-    inputs = read_inputs(cfg) if reading else None
+    inputs = {**read_inputs(cfg), "fingerprint": fingerprint} if reading else None
     sample = inputs.get("sample") if inputs is not None else current.ground_truth
     if sample is not None:
         problems = ground_truth_problems(cfg, sample)
@@ -118,9 +140,22 @@ def preflight(cfg: DictConfig, current: Run, stages) -> tuple[dict | None, list[
             raise SettingsError("\n".join(problems))
         adopt_ground_truth(cfg, sample)
     if cut_out is None:
-        redo, reason = stages_to_redo(current, stages)
+        redo, reason = stages_to_redo(current, stages, changed)
         check_stages(cfg, current.dir, stages, redo)
     return inputs, redo, reason
+
+
+def changed_inputs(current: Run, fingerprint: dict) -> str | None:
+    """How the config's inputs (their fingerprint) differ from those input/ was made from, in one line; None
+    when they do not, or input/ is not written yet.
+
+    A DONE without a fingerprint (written by an older version) is trusted, as it was then, and so is a
+    config that names no input (fingerprint {}: a resume without image=): there is nothing to compare.
+    """
+    recorded = done_record(current.input_dir, "inputs") if is_done(current.input_dir) else None
+    if not recorded or not fingerprint:
+        return None
+    return "; ".join(input_changes(recorded, fingerprint)) or None
 
 
 def run(cfg: DictConfig, overrides: list[str] | None = None) -> Path:
@@ -136,10 +171,10 @@ def run(cfg: DictConfig, overrides: list[str] | None = None) -> Path:
         handler = attach_log_file(current.dir)
         try:
             log.info("run directory: %s (device %s)", current.dir, current.device)
+            if redo:  # first: changed inputs move the old input/ aside
+                redo_stages(current, redo, reason)
             if inputs is not None:
                 write_inputs(inputs, current)
-            if redo:
-                redo_stages(current, redo, reason)
             for name in [name for name in stages if name in cfg.stages]:  # the stages' own order
                 if is_done(current.stage_dir(name)):
                     log.info("%s: done already, skipped", name)

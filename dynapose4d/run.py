@@ -14,7 +14,7 @@ only through these accessors:
       video/                    frames/NNN.png, driving.mp4, candidates/ (SVD)
       keypoints/                support.json, keypoints.json, overlay.mp4
       dynamic/                  checkpoint.pt, frames/NNN.ply, renders/{reference,orbit}.mp4
-      superseded/<time>/        outputs made from a stage that was redone
+      superseded/<time>/        outputs made from a stage that was redone (and the old input/ when the inputs changed)
 Each stage directory holds DONE once its outputs were verified (see checkpoint.mark_done).
 """
 

@@ -180,7 +180,7 @@ def _column(lines: list[str], name: str) -> list[str]:
         (lambda d: _edit(d, format="other/2"), "format must be"),
         (lambda d: (d / "eval" / "01" / "001.png").unlink(), "001.png is missing"),
         (lambda d: iio.imwrite(d / "image.png", np.zeros((SIZE, SIZE, 3), np.uint8)), "no alpha channel"),
-        (lambda d: iio.imwrite(d / "train" / "03" / "000.png", np.zeros((16, 16, 4), np.uint8)), "differ in size"),
+        (lambda d: iio.imwrite(d / "train" / "03" / "000.png", np.zeros((16, 16, 4), np.uint8)), "of train/ must have"),
         (lambda d: _edit(d, train_frames=5), "train_frames must be 1 or num_frames"),
         (lambda d: _edit(d, eval_views=[{"azimuth": 30.0}] * 3), "needs elevation and azimuth"),
         (lambda d: _edit(d, reference={"radius": -1.0}), "radius > 0"),

@@ -1,12 +1,14 @@
 """The run's inputs, written once to <run_dir>/input: the reference image and any ground truth."""
 
 import logging
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
 from omegaconf import DictConfig
 
 from ..checkpoint import mark_done
+from ..downloads import sha256
 from ..errors import DynaPoseError
 from ..media import save_png, save_png_frames
 from .image import MASK_FIX, load_reference_image, missing_mask, open_image
@@ -123,8 +125,76 @@ def load_user_video(cfg: DictConfig) -> torch.Tensor:
     )
 
 
+def input_fingerprint(cfg: DictConfig) -> dict:
+    """What read_inputs makes input/ from, so that a resume can tell when the config names other inputs.
+
+    Each input file it reads (files_fingerprint) and each setting that frames them, by config key; the
+    synthetic subject by its settings. Only what read_inputs uses counts: a sample decides its own size
+    (adopt_ground_truth), and `mask` goes with an image. {} when the config names no input (a resume
+    without image=: nothing to compare with). Reads the files, no model.
+    """
+    if cfg.synthetic is not None:
+        subject = {f"synthetic.{key}": value for key, value in cfg.synthetic.items()}
+        return {**subject, "image_size": cfg.image_size, "training_views_every_frame": cfg.dynamic.prior == "oracle"}
+    if cfg.sample is not None:
+        return {"sample": files_fingerprint(cfg.sample)}
+    named = {}
+    if cfg.video.source == "file":
+        video = cfg.video
+        named |= {"video.path": files_fingerprint(video.path), "video.masks": files_fingerprint(video.masks),
+                  "video.max_frames": video.max_frames, "video.frame_step": video.frame_step}  # fmt: skip
+    if cfg.image is not None:
+        named |= {"image": files_fingerprint(cfg.image), "mask": files_fingerprint(cfg.mask)}
+    return {**named, "image_size": cfg.image_size, "border_ratio": cfg.border_ratio} if named else {}
+
+
+def files_fingerprint(path) -> dict | None:
+    """{"path", "size", "sha256"} of a file; {"path", "files": {relative path: {"size", "sha256"}}} of a
+    directory; {"path"} alone when nothing is there; None for no path."""
+    if path is None:
+        return None
+    path = Path(path)
+    if path.is_file():
+        return {"path": str(path), **size_and_hash(path)}
+    if path.is_dir():
+        files = sorted(file for file in path.rglob("*") if file.is_file())
+        return {"path": str(path), "files": {str(file.relative_to(path)): size_and_hash(file) for file in files}}
+    return {"path": str(path)}
+
+
+def size_and_hash(path: Path) -> dict:
+    return {"size": path.stat().st_size, "sha256": sha256(path)}  # sha256 reads the file in chunks
+
+
+def input_changes(recorded: dict, current: dict) -> list[str]:
+    """How two input fingerprints differ, a phrase per key: "image: cat.png -> dog.png", "image_size 256 -> 128"."""
+    changes = []
+    for key in [*current, *(key for key in recorded if key not in current)]:
+        before, now = recorded.get(key), current.get(key)
+        if isinstance(before, dict) or isinstance(now, dict):
+            change = file_change(before, now)
+            changes += [f"{key}: {change}"] if change else []
+        elif before != now:
+            changes.append(f"{key} {before} -> {now}")
+    return changes
+
+
+def file_change(before: dict | None, now: dict | None) -> str | None:
+    """How an input file changed ("cat.png -> dog.png", "cat.png changed"), None when its contents did not.
+
+    By contents, not path: a renamed copy is the same input. A file gone since from the path it was
+    read at is unchanged too: input/ holds the copy the run uses.
+    """
+    old, new = before or {"path": "none"}, now or {"path": "none"}
+    gone = new.keys() == {"path"} and new["path"] == old["path"]
+    if gone or {**old, "path": None} == {**new, "path": None}:
+        return None
+    return f"{old['path']} -> {new['path']}" if old["path"] != new["path"] else f"{old['path']} changed"
+
+
 def write_inputs(inputs: dict, run: "Run") -> None:
-    """Write input/reference.png, the synthetic ground truth or the user's clip (input/clip/NNN.png); mark DONE."""
+    """Write input/reference.png, the synthetic ground truth or the user's clip (input/clip/NNN.png); mark DONE
+    with inputs["fingerprint"] (input_fingerprint), what a resume compares its config's with."""
     directory = run.input_dir
     directory.mkdir(parents=True, exist_ok=True)
     if "clip" in inputs:
@@ -134,4 +204,4 @@ def write_inputs(inputs: dict, run: "Run") -> None:
 
         save_sample(inputs["sample"], run.ground_truth_dir)
     save_png(directory / "reference.png", inputs["reference"])
-    mark_done(directory)
+    mark_done(directory, {"inputs": inputs["fingerprint"]})

@@ -27,8 +27,11 @@ sample=<dir>` trains on it and scores the result at its own held-out cameras.
          | {"world_to_camera": 4x4, "K": 3x3}         any OpenCV pinhole camera, K in the view's own pixels
 
 World and cameras follow cameras.py: the object sits at the origin, +y is up, the reference
-camera looks at it from +z (azimuth 0). Every image is RGBA with straight (unpremultiplied)
-colour; the images of one folder share one size, and image.png and driving/ are square.
+camera looks at it from +z (azimuth 0). Every image is an 8- or 16-bit RGBA PNG with straight
+(unpremultiplied) colour. image.png and driving/ are square and of one size; every image of
+eval/ has one size, and every image of train/ one size (it may differ from eval/'s). image.png
+equals driving/000.png to IMAGE_TOLERANCE, and no folder holds a frame or a view beyond those
+sample.json declares.
 """
 
 import json
@@ -42,6 +45,9 @@ from ..errors import DynaPoseError
 from ..media import load_png, save_png
 
 FORMAT = "dynapose4d-sample/1"
+# image.png and driving/000.png are one image: they may differ by one 8-bit step (a re-encoding), compared
+# on premultiplied colour and alpha (the colour stored under a transparent pixel is not part of the image)
+IMAGE_TOLERANCE = 1 / 255
 
 
 class SampleError(DynaPoseError):
@@ -175,9 +181,10 @@ def load_sample(directory) -> Sample:
     image = _load_rgba(directory / "image.png")
     if image.shape[0] != image.shape[1]:
         raise SampleError(f"{directory / 'image.png'} is {image.shape[1]}x{image.shape[0]}: it must be square")
-    driving = _load_folder(directory / "driving", frames)  # [T, H, W, 4]
+    driving = _load_folder(directory / "driving", frames, "num_frames")  # [T, H, W, 4]
     if driving.shape[1:] != image.shape:
         raise SampleError(f"{directory / 'driving'}: its frames must have image.png's size {tuple(image.shape[:2])}")
+    _check_same_image(directory, image, driving[0])
     eval_views, train_views = _views(meta, "eval_views"), _views(meta, "train_views")
     train_frames = meta.get("train_frames", 1)
     if train_frames not in (1, frames):
@@ -186,9 +193,9 @@ def load_sample(directory) -> Sample:
         image=image,
         driving_video=driving,
         eval_views=eval_views,
-        eval_renders=_load_views(directory / "eval", len(eval_views), frames),
+        eval_renders=_load_views(directory / "eval", len(eval_views), frames, "num_frames", "eval_views"),
         train_views=train_views,
-        train_renders=_load_views(directory / "train", len(train_views), train_frames),
+        train_renders=_load_views(directory / "train", len(train_views), train_frames, "train_frames", "train_views"),
         reference=_reference(meta),
         keypoints=_keypoints(meta, frames),
         **sample_labels(directory, meta),
@@ -267,21 +274,51 @@ def _load_rgba(path: Path) -> torch.Tensor:
     return image
 
 
-def _load_folder(folder: Path, count: int) -> torch.Tensor:
-    """Frames 000 .. count-1 of one folder, [count, H, W, 4], all one size."""
-    images = [_load_rgba(folder / f"{t:03d}.png") for t in range(count)]
-    if len({tuple(image.shape) for image in images}) > 1:
-        raise SampleError(f"{folder}: its images differ in size")
+def _check_same_image(directory: Path, image: torch.Tensor, first: torch.Tensor) -> None:
+    """image.png [H, W, 4] is the reference view at frame 0, so it must be driving/000.png [H, W, 4]."""
+    premultiplied = [torch.cat([rgba[..., :3] * rgba[..., 3:], rgba[..., 3:]], dim=-1) for rgba in (image, first)]
+    difference = (premultiplied[0] - premultiplied[1]).abs().max().item()
+    if difference > IMAGE_TOLERANCE + 1e-6:  # float32 rounding of the 8-bit steps
+        raise SampleError(
+            f"{directory / 'image.png'} differs from driving/000.png by up to {difference * 255:.1f}/255 (1/255 "
+            "allowed): image.png must be the reference view at frame 0, the driving video's first frame"
+        )
+
+
+def _load_folder(folder: Path, count: int, declared: str) -> torch.Tensor:
+    """Frames 000 .. count-1 of one folder, [count, H, W, 4], all one size, and no other frame."""
+    names = [f"{t:03d}.png" for t in range(count)]
+    extra = sorted(path.name for path in folder.glob("*.png") if path.name not in names)
+    if extra:
+        more = f" (and {len(extra) - 1} more)" if len(extra) > 1 else ""
+        raise SampleError(
+            f"{folder / extra[0]}{more}: beyond the {count} frame(s) of sample.json's {declared} "
+            f"({names[0]} .. {names[-1]}); remove it or raise {declared}"
+        )
+    images = [_load_rgba(folder / name) for name in names]
+    sizes = sorted({tuple(image.shape[:2]) for image in images})
+    if len(sizes) > 1:
+        raise SampleError(f"{folder}: its images differ in size (height x width {sizes}); they must share one")
     return torch.stack(images)
 
 
-def _load_views(folder: Path, views: int, frames: int) -> torch.Tensor:
-    """Views 00 .. views-1 of `folder` at `frames` frames: [frames, views, H, W, 4] (views may be 0)."""
+def _load_views(folder: Path, views: int, frames: int, declared: str, listed: str) -> torch.Tensor:
+    """Views 00 .. views-1 of `folder` at `frames` frames: [frames, views, H, W, 4] (views may be 0), one size."""
+    names = [f"{v:02d}" for v in range(views)]
+    extra = sorted(path.name for path in folder.glob("*") if path.is_dir() and path.name not in names)
+    if extra:
+        raise SampleError(f"{folder / extra[0]}: a view beyond the {views} of sample.json's {listed}")
     if views == 0:
         return torch.zeros(frames, 0, 1, 1, 4)
-    stacks = [_load_folder(folder / f"{v:02d}", frames) for v in range(views)]
-    if len({tuple(stack.shape) for stack in stacks}) > 1:
-        raise SampleError(f"{folder}: the views' images differ in size")
+    stacks = [_load_folder(folder / name, frames, declared) for name in names]
+    sizes = [tuple(stack.shape[1:3]) for stack in stacks]
+    odd = next((index for index, size in enumerate(sizes) if size != sizes[0]), None)
+    if odd is not None:
+        raise SampleError(
+            f"{folder / names[odd]} is {sizes[odd][1]}x{sizes[odd][0]} but {folder / names[0]} is "
+            f"{sizes[0][1]}x{sizes[0][0]}: every view of {folder.name}/ must have one size (they are rendered "
+            "and scored as one batch)"
+        )
     return torch.stack(stacks, dim=1)
 
 
