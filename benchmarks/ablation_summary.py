@@ -20,7 +20,8 @@ Key = tuple[str, int, str, str]  # (sample, seed, network, variant): one run
 
 COLUMNS = [
     "network", "variant", "held-out PSNR (dB)", "object-box PSNR (dB)", "Δ vs {baseline} (dB)",
-    "reference PSNR (dB)", "held-out SSIM", "held-out LPIPS", "static ceiling (dB)", "gap to ceiling (dB)", "runs",
+    "reference PSNR (dB)", "held-out SSIM", "held-out LPIPS", "3D keypoint error", "static ceiling (dB)",
+    "gap to ceiling (dB)", "runs",
 ]  # fmt: skip
 
 
@@ -106,6 +107,7 @@ def _statistics(runs: list[dict], reference: dict[tuple[str, int], dict]) -> dic
     ceiling = [run["static_heldout_psnr"] for run in runs]
     delta = [run["heldout_psnr"] - reference[_job(run)]["heldout_psnr"] for run in runs if _job(run) in reference]
     lpips = [run["heldout_lpips"] for run in runs if _is_number(run.get("heldout_lpips"))]  # strings: skipped
+    motion = [run["keypoint_error_3d"] for run in runs if "keypoint_error_3d" in run]  # samples with 3D keypoints
     return {
         "heldout_psnr": _mean_std(heldout),
         "heldout_psnr_object": _mean_std([run["heldout_psnr_object"] for run in runs]),
@@ -114,6 +116,7 @@ def _statistics(runs: list[dict], reference: dict[tuple[str, int], dict]) -> dic
         "reference_psnr": statistics.mean(run["reference_psnr"] for run in runs),
         "heldout_ssim": statistics.mean(run["heldout_ssim"] for run in runs),
         "heldout_lpips": statistics.mean(lpips) if lpips else None,
+        "keypoint_error_3d": statistics.mean(motion) if len(motion) == len(runs) else None,  # all runs, or none
         "static_heldout_psnr": statistics.mean(ceiling),
         "gap_to_ceiling": statistics.mean(static - dynamic for static, dynamic in zip(ceiling, heldout)),
         "runs": len(runs),
@@ -154,6 +157,7 @@ def _cells(row: dict) -> list[str]:
         f"{row['reference_psnr']:.2f}",
         f"{row['heldout_ssim']:.4f}",
         MISSING if row["heldout_lpips"] is None else f"{row['heldout_lpips']:.4f}",
+        MISSING if row["keypoint_error_3d"] is None else f"{row['keypoint_error_3d']:.4f}",
         f"{row['static_heldout_psnr']:.2f}",
         f"{row['gap_to_ceiling']:.2f}",
         str(row["runs"]),

@@ -17,6 +17,7 @@ import pal_ablation  # noqa: E402
 from ablation_summary import (  # noqa: E402
     append_result,
     done_keys,
+    format_table,
     mean_curve,
     read_results,
     summary_markdown,
@@ -45,6 +46,15 @@ def fake_results() -> list[dict]:
         record("biped-0", "biped", "hexplane", "Ref+PAL", 30.0, lpips=0.3, ceiling=35.0),
         record("quadruped-0", "quadruped", "sparse_control", "Ref+PAL", 19.0, lpips="no LPIPS weights"),
     ]
+
+
+def test_the_3d_keypoint_error_is_averaged_only_where_every_run_has_it():
+    runs = fake_results()[:2]  # hexplane Ref on both quadrupeds
+    runs[0]["keypoint_error_3d"], runs[1]["keypoint_error_3d"] = 0.1, 0.3
+    assert row(summary_rows(runs), "hexplane", "Ref")["keypoint_error_3d"] == pytest.approx(0.2)
+    assert "| 0.2000 |" in format_table(summary_rows(runs))
+    del runs[1]["keypoint_error_3d"]  # a sample without 3D keypoints: no mean over a part of the runs
+    assert row(summary_rows(runs), "hexplane", "Ref")["keypoint_error_3d"] is None
 
 
 @pytest.fixture
@@ -99,8 +109,8 @@ def test_markdown_table_shows_means_deltas_and_dashes():
     table = summary_markdown(fake_results())
     pooled = [
         "| hexplane | Ref+PAL | 25.00 ± 4.58 | 23.00 ± 4.58 | +1.50 ± 0.71 (2 paired) | 35.00 | 0.9000 | 0.2000 "
-        "| 31.67 | 6.67 | 3 |",
-        "| sparse_control | Ref+PAL | 19.00 ± 0.00 | 17.00 ± 0.00 | – | 29.00 | 0.9000 | – | 30.00 | 11.00 | 1 |",
+        "| – | 31.67 | 6.67 | 3 |",  # no 3D keypoints in these records
+        "| sparse_control | Ref+PAL | 19.00 ± 0.00 | 17.00 ± 0.00 | – | 29.00 | 0.9000 | – | – | 30.00 | 11.00 | 1 |",
     ]
     assert all(line in table for line in pooled)
     assert "| quadruped | hexplane | Ref+PAL | 22.50 ± 2.12 | 20.50 ± 2.12 | +1.50 ± 0.71 | " in table

@@ -9,6 +9,7 @@ import torch
 
 from dynapose4d.cameras import reference_camera
 from dynapose4d.checkpoint import load_checkpoint
+from dynapose4d.eval.motion import keypoint_error_3d
 from dynapose4d.gaussians import GaussianModel
 from dynapose4d.pipeline import run
 from dynapose4d.stages import dynamic
@@ -35,6 +36,21 @@ def test_all_stages_write_videos_frames_and_per_frame_metrics(tiny_synthetic_con
     assert metrics["frames"] == [0, 1]
     assert len(metrics["per_frame"]["heldout_psnr"]) == 2
     assert all(math.isfinite(value) for value in metrics["per_frame"]["heldout_psnr"])
+    # the synthetic subject's joints in 3D: anchored at frame 0, phi carries them exactly there, not after
+    assert metrics["per_frame"]["keypoint_error_3d"][0] == 0 < metrics["per_frame"]["keypoint_error_3d"][1]
+    assert metrics["keypoint_error_3d"] == pytest.approx(metrics["per_frame"]["keypoint_error_3d"][1] / 2)
+
+
+def test_the_3d_keypoint_error_is_the_mean_distance_to_the_true_points():
+    points = torch.tensor([[0.0, 0.0, 0.0], [1.0, 2.0, 3.0]])  # [N, 3] at frame 0
+
+    def move(canonical, frames):  # phi: every point 0.1 along x per frame
+        return canonical + frames.float()[:, None, None] * torch.tensor([0.1, 0.0, 0.0])
+
+    truth = torch.stack([points + t * torch.tensor([0.0, 0.2, 0.0]) for t in range(3)])  # [T, N, 3]: 0.2 along y
+    mean, per_frame = keypoint_error_3d(move, truth, [0, 1, 2])
+    step = (0.1**2 + 0.2**2) ** 0.5  # both points miss by the same distance, t times the step
+    assert per_frame == pytest.approx([0.0, step, 2 * step]) and mean == pytest.approx(step)
 
 
 @pytest.fixture

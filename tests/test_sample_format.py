@@ -73,7 +73,12 @@ def write_sample(directory: Path, eval_sizes=(SIZE, SIZE), train_size: int = 6) 
         "eval_views": [{"elevation": 0, "azimuth": 45}, {"world_to_camera": world_to_camera.tolist(), "K": K.tolist()}],
         "train_views": [{"elevation": -30, "azimuth": 20}],
         "train_frames": 1,
-        "keypoints": {"names": ["a", "b"], "bones": [[0, 1]], "frames": [[[1.5, 2.5], [5.0, 4.5]]] * FRAMES},
+        "keypoints": {
+            "names": ["a", "b"],
+            "bones": [[0, 1]],
+            "frames": [[[1.5, 2.5], [5.0, 4.5]]] * FRAMES,
+            "frames3d": [[[0.0, 0.5, 0.0], [0.2, -0.1, 0.3]]] * FRAMES,
+        },
     }
     (directory / "sample.json").write_text(json.dumps(meta))
     return directory
@@ -84,6 +89,7 @@ def test_a_sample_written_from_the_readme_loads_byte_exact_with_its_cameras(tmp_
     assert torch.equal((sample.driving_video[1] * 255).round().byte(), torch.from_numpy(frame_image(1)))
     assert tuple(sample.eval_renders.shape) == (FRAMES, 2, SIZE, SIZE, 4)
     assert tuple(sample.train_renders.shape) == (1, 1, 6, 6, 4)  # train/ has a size of its own
+    assert sample.keypoints.frames3d.shape == (FRAMES, 2, 3) and sample.keypoints.frames3d[1, 1, 2] == 0.3
     by_hand, by_orbit = sample.eval_cameras()[1], orbit_cameras(10.0, 90.0, 2.0, 49.1, SIZE, SIZE)
     torch.testing.assert_close(by_hand.viewmats, by_orbit.viewmats, atol=1e-6, rtol=0)
     torch.testing.assert_close(by_hand.Ks, by_orbit.Ks, atol=1e-5, rtol=0)
@@ -145,4 +151,13 @@ def test_a_frame_or_view_beyond_sample_json_is_named(tmp_path, extra, message):
     directory = write_sample(tmp_path / "sample")
     write_png(directory / extra, frame_image(0))
     with pytest.raises(SampleError, match=message):
+        load_sample(directory)
+
+
+def test_3d_keypoints_must_be_one_point_per_name_and_frame(tmp_path):
+    directory = write_sample(tmp_path / "sample")
+    meta = json.loads((directory / "sample.json").read_text())
+    meta["keypoints"]["frames3d"] = [[[0.0, 0.5]] * 2] * FRAMES  # x, y only
+    (directory / "sample.json").write_text(json.dumps(meta))
+    with pytest.raises(SampleError, match=r"keypoints.frames3d must be \[2 frames\]\[2 names\]\[x, y, z\], got shape"):
         load_sample(directory)

@@ -20,7 +20,8 @@ sample=<dir>` trains on it and scores the result at its own held-out cameras.
       "eval_views": [VIEW, ...],  "train_views": [VIEW, ...],  "train_frames": 1 or T,
       "keypoints": {                                  optional; keypoints=oracle reads them
         "names": [N names], "bones": [[i, j], ...],
-        "frames": [T x N x [x, y]]                    pixels of the driving frames (0.5 = a pixel's centre)
+        "frames": [T x N x [x, y]],                   pixels of the driving frames (0.5 = a pixel's centre)
+        "frames3d": [T x N x [x, y, z]]               optional: the same points in world units, every frame
       }
     }
     VIEW = {"elevation": deg, "azimuth": deg}         an orbit camera; "radius" and "fovy" default to the reference's
@@ -70,6 +71,7 @@ class SampleKeypoints:
     names: list[str]
     bones: list[tuple[int, int]]
     frames: torch.Tensor  # [T, N, 2] (x, y)
+    frames3d: torch.Tensor | None = None  # [T, N, 3] the points in world units: the 3D keypoint error's truth
 
     @property
     def support(self) -> torch.Tensor:
@@ -162,6 +164,8 @@ def save_sample(sample: Sample, directory) -> None:
             "bones": [list(bone) for bone in keypoints.bones],
             "frames": keypoints.frames.tolist(),
         }
+        if keypoints.frames3d is not None:
+            meta["keypoints"]["frames3d"] = keypoints.frames3d.tolist()
     (directory / "sample.json").write_text(json.dumps(meta, indent=1))
 
 
@@ -262,7 +266,22 @@ def _keypoints(meta: dict, frames: int) -> SampleKeypoints | None:
         raise SampleError("sample.json: keypoints.bones must index keypoints.names")
     if not torch.isfinite(points).all():
         raise SampleError("sample.json: keypoints.frames holds non-finite values")
-    return SampleKeypoints(names, bones, points)
+    return SampleKeypoints(names, bones, points, _keypoints_3d(entry, frames, len(names)))
+
+
+def _keypoints_3d(entry: dict, frames: int, count: int) -> torch.Tensor | None:
+    """keypoints.frames3d [T, N, 3] in world units, or None when the sample has none."""
+    if "frames3d" not in entry:
+        return None
+    points = torch.tensor(entry["frames3d"], dtype=torch.float32)
+    if points.shape != (frames, count, 3):
+        raise SampleError(
+            f"sample.json: keypoints.frames3d must be [{frames} frames][{count} names][x, y, z], "
+            f"got shape {list(points.shape)}"
+        )
+    if not torch.isfinite(points).all():
+        raise SampleError("sample.json: keypoints.frames3d holds non-finite values")
+    return points
 
 
 def _load_rgba(path: Path) -> torch.Tensor:

@@ -340,7 +340,7 @@ def build_sample(
 
     The reference view and the held-out views at every frame, the training views on their
     grid (`TRAINING_ELEVATIONS` x `TRAINING_AZIMUTHS`, none at a held-out camera) at frame 0
-    or at every frame, and the joints projected into the reference view as keypoints.
+    or at every frame, and the joints as keypoints: projected into the reference view, and in 3D.
     """
     if any(float(a) % 360.0 == 0.0 for a in eval_azimuths):
         raise ValueError("held-out azimuths must differ from the reference view's 0")
@@ -369,7 +369,7 @@ def build_sample(
         train_views=train_views,
         train_renders=torch.stack(training),
         reference=reference,
-        keypoints=SampleKeypoints(list(subject.joint_names), bones, pixels.reshape(subject.num_frames, -1, 2)),
+        keypoints=SampleKeypoints(list(subject.joint_names), bones, pixels.reshape(subject.num_frames, -1, 2), joints),
         name=name or subject.kind,
         kind=subject.kind,
     )

@@ -30,6 +30,7 @@ from ..deform import DEFORMATIONS, Deformation, build_deformation, normalised_ti
 from ..deform.anchored import AnchoredDeformation
 from ..errors import DynaPoseError
 from ..eval.heldout import score_heldout
+from ..eval.motion import keypoint_error_3d
 from ..gaussians import GaussianModel
 from ..keypoints import TemplateMatchingDetector, lift_keypoints, project_points
 from ..media import write_video
@@ -305,12 +306,16 @@ class DynamicStage(TrainingStage):
                 images[f"keypoints/frame_{frame}_render_vs_driving"] = torch.cat([render, target], dim=1)
         return images
 
+    def moved_points(self, points: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
+        """Points [P, 3] of the canonical model carried by phi to each frame index in `frames` [B]: [B, P, 3]."""
+        t = normalised_time(frames.float(), self.num_frames).to(self.device)
+        return self.deformation.deform_points(points.to(self.device), t)
+
     def predicted_keypoints(self, frames: torch.Tensor, renders: torch.Tensor, alphas: torch.Tensor) -> torch.Tensor:
         """The deformed model's keypoints [B, N, 2] at `frames`: lifted points moved by phi, or found on `renders`
         [B, S, S, 3] (over the run's background, with coverage `alphas` [B, S, S, 1])."""
         if self.settings.kml_mode == "lift":
-            t = normalised_time(frames.float(), self.num_frames).to(self.device)
-            points = self.deformation.deform_points(self.lifted_keypoints, t)  # [B, N, 3]
+            points = self.moved_points(self.lifted_keypoints, frames)  # [B, N, 3]
             batch = len(frames)
             return project_points(points, self.camera.viewmats.expand(batch, 4, 4), self.camera.Ks.expand(batch, 3, 3))
         # The detector saw the driving frames and the support image over white: so must the renders, or its
@@ -412,8 +417,14 @@ def write_dynamic_outputs(stage: DynamicStage) -> None:
     sample = run.ground_truth
     if sample is not None:
         metrics = score_heldout(lambda frame: per_frame[frame], sample, frames, background, backend)
+        truth = None if sample.keypoints is None else sample.keypoints.frames3d  # [T, N, 3]
+        if truth is not None:
+            metrics["keypoint_error_3d"], metrics["per_frame"]["keypoint_error_3d"] = keypoint_error_3d(
+                stage.moved_points, truth, frames
+            )
         run.record_metrics(NAME, metrics)
+        motion = "" if truth is None else f", 3D keypoint error {metrics['keypoint_error_3d']:.4f}"
         log.info(
-            "dynamic: held-out PSNR over %d frames = %.2f dB (reference view %.2f dB)",
-            len(frames), metrics["heldout_psnr"], metrics["reference_psnr"],
+            "dynamic: held-out PSNR over %d frames = %.2f dB (reference view %.2f dB%s)",
+            len(frames), metrics["heldout_psnr"], metrics["reference_psnr"], motion,
         )  # fmt: skip
