@@ -25,15 +25,15 @@ from timing import ratio_table, step_times  # noqa: E402
 
 from dynapose4d.run import Run  # noqa: E402
 from dynapose4d.stages.dynamic import DynamicStage  # noqa: E402
-from dynapose4d.stages.terms.motion import PLANE_PRIORS  # noqa: E402
+from dynapose4d.stages.terms import DYNAMIC_TERMS, motion  # noqa: E402
 
-PRIORS = ("rigidity", "isometry", "arap", *PLANE_PRIORS)  # the terms of terms/motion.py
+PRIORS = [entry.name for entry in DYNAMIC_TERMS if entry.component.__module__ == motion.__name__]  # terms/motion.py's
 WARMUP = 3
 
 
 def settings(network: str) -> dict[str, list[str]]:
     """Ref+PAL alone, with each prior the network takes, and with all of them."""
-    priors = [name for name in PRIORS if network == "hexplane" or name not in PLANE_PRIORS]
+    priors = [name for name in PRIORS if network == "hexplane" or name not in motion.PLANE_PRIORS]
     each = {f"+{name}": [f"dynamic.loss.{name}=1"] for name in priors}
     return {"Ref+PAL": [], **each, "+all": [f"dynamic.loss.{name}=1" for name in priors]}
 

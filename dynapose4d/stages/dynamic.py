@@ -34,8 +34,7 @@ from ..eval.motion import keypoint_error_3d
 from ..gaussians import GaussianModel
 from ..keypoints import TemplateMatchingDetector, lift_keypoints, project_points
 from ..media import write_video
-from ..pretrained import PretrainedModel
-from ..priors import Prior, PriorContext, ViewBatch, build_prior, draw_noise_seeds, prior_choices, prior_weights
+from ..priors import Prior, PriorContext, ViewBatch, build_prior, draw_noise_seeds, prior_choices
 from ..priors.zero123 import SDS_SETTINGS
 from ..render import rasterize
 from ..render.views import ORBIT_ELEVATION, render_views
@@ -142,10 +141,6 @@ class DynamicStage(TrainingStage):
         return cls(run, model, frames, deformation, prior, keypoints, detector)
 
     # ----- Stage ----------------------------------------------------------------------------
-
-    @classmethod
-    def check(cls, cfg: DictConfig) -> list[PretrainedModel]:
-        return prior_weights(cfg.dynamic, NAME)
 
     @classmethod
     def verify(cls, run: Run) -> list[str]:

@@ -10,7 +10,6 @@ static/{checkpoint.pt, model.ply, renders/, DONE} and, with ground truth, metric
 import logging
 
 import torch
-from omegaconf import DictConfig
 
 from ..cameras import orbit_cameras, reference_camera
 from ..checkpoint import load_checkpoint, non_finite
@@ -19,8 +18,7 @@ from ..densify import Densifier
 from ..eval.heldout import score_heldout
 from ..gaussians import GaussianModel
 from ..media import image_grid
-from ..pretrained import PretrainedModel
-from ..priors import Prior, PriorContext, ViewBatch, build_prior, draw_noise_seeds, prior_choices, prior_weights
+from ..priors import Prior, PriorContext, ViewBatch, build_prior, draw_noise_seeds, prior_choices
 from ..priors.zero123 import SDS_SETTINGS
 from ..render import rasterize
 from ..render.views import render_views, write_turntable
@@ -116,10 +114,6 @@ class StaticStage(TrainingStage):
         return cls(run, image, build_prior(context))
 
     # ----- Stage -----------------------------------------------------------------------
-
-    @classmethod
-    def check(cls, cfg: DictConfig) -> list[PretrainedModel]:
-        return prior_weights(cfg.static, NAME)
 
     @classmethod
     def verify(cls, run: Run) -> list[str]:

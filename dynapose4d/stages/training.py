@@ -34,7 +34,8 @@ from tqdm import tqdm
 
 from ..checkpoint import load_checkpoint, save_checkpoint
 from ..errors import DynaPoseError
-from ..priors import Prior
+from ..pretrained import PretrainedModel
+from ..priors import Prior, prior_weights
 from ..run import Run
 from ..schedules import reference_warmup, step_ratio
 from . import Stage
@@ -72,6 +73,11 @@ class TrainingStage(Stage):
     def from_run(cls, run: Run) -> "TrainingStage":
         """The stage built from what the run directory holds (the earlier stages' outputs)."""
         raise NotImplementedError
+
+    @classmethod
+    def check(cls, cfg: DictConfig) -> list[PretrainedModel]:
+        """The weights of the stage's novel-view prior, `<stage>.prior`."""
+        return prior_weights(cfg[cls.name], cls.name)
 
     @classmethod
     def execute(cls, run: Run) -> None:
