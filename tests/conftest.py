@@ -76,14 +76,12 @@ def dynamic_stage(tiny_synthetic_config, tmp_path):
     builds it, and kml_mode=render gets the template detector keypoints=oracle gets, unless
     `detector` is given.
     """
-    from dynapose4d.data.image import WHITE, composite, resize_square
     from dynapose4d.data.support import SupportKeypoints
     from dynapose4d.data.synthetic import build_sample, make_subject
     from dynapose4d.gaussians import GaussianModel
-    from dynapose4d.keypoints import TemplateMatchingDetector
     from dynapose4d.priors import PriorContext, build_prior
     from dynapose4d.run import Run
-    from dynapose4d.stages.dynamic import DynamicStage, seeded_deformation, support_at
+    from dynapose4d.stages.dynamic import DynamicStage, seeded_deformation, template_detector
 
     def build(*overrides: str, detector=None) -> DynamicStage:
         cfg = tiny_synthetic_config(*overrides)
@@ -96,9 +94,7 @@ def dynamic_stage(tiny_synthetic_config, tmp_path):
         keypoints = (support, tracks, torch.ones(tracks.shape[:2]))
         deformation = seeded_deformation(cfg.dynamic.deformation, model.params["means"].detach(), cfg.seed)
         if detector is None and cfg.dynamic.kml_mode == "render":
-            size = cfg.dynamic.render_size
-            detector = TemplateMatchingDetector(composite(resize_square(sample.image, size), WHITE),
-                                                support_at(support, size))  # fmt: skip
+            detector = template_detector(sample.image, support, cfg.dynamic.render_size, CPU)
         prior = build_prior(PriorContext(cfg.dynamic, "dynamic", sample.driving_video, cfg.static.camera, CPU))
         run = Run(cfg, tmp_path / "parts", CPU)
         return DynamicStage(run, model, sample.driving_video, deformation, prior, keypoints, detector)

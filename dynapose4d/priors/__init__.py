@@ -130,5 +130,5 @@ def prior_weights(settings: DictConfig, stage: str) -> list[PretrainedModel]:
 
 
 def prior_choices() -> tuple[str, ...]:
-    """What `<stage>.prior` accepts (config_schema.py)."""
+    """What `<stage>.prior` accepts (the static and dynamic stages' settings schemas)."""
     return ("none", *PRIORS.names())

@@ -373,9 +373,13 @@ def keypoint_detector(run: Run, support: SupportKeypoints) -> Callable:
     (PoseAnything), or else template matching around the support points of the input image."""
     if run.cfg.keypoints.source == "poseanything":
         return load_detector(run, support)
-    size, device = run.cfg.dynamic.render_size, run.device
-    reference = composite(resize_square(run.reference(), size).to(device), WHITE.to(device))
-    return TemplateMatchingDetector(reference, support_at(support, size).to(device))  # over white, as the renders
+    return template_detector(run.reference(), support, run.cfg.dynamic.render_size, run.device)
+
+
+def template_detector(image: torch.Tensor, support: SupportKeypoints, size: int, device) -> TemplateMatchingDetector:
+    """Template matching around the support points of the RGBA input `image` [H, W, 4], at `size`² renders."""
+    reference = composite(resize_square(image, size).to(device), WHITE.to(device))  # over white, as the renders
+    return TemplateMatchingDetector(reference, support_at(support, size).to(device))
 
 
 @torch.no_grad()
