@@ -61,7 +61,10 @@ def compose_config(overrides: list[str]):
 @pytest.fixture
 def tiny_synthetic_config(tmp_path):
     def build(*extra: str):
-        return compose_config([*TINY_SYNTHETIC, f"output_dir={tmp_path / 'outputs'}", *extra])
+        overrides = TINY_SYNTHETIC
+        if any(item.startswith("dynamic/deformation=") for item in extra):  # another field: the hexplane's key goes
+            overrides = [item for item in overrides if not item.startswith("dynamic.deformation.")]
+        return compose_config([*overrides, f"output_dir={tmp_path / 'outputs'}", *extra])
 
     return build
 
@@ -78,10 +81,11 @@ def dynamic_stage(tiny_synthetic_config, tmp_path):
     """
     from dynapose4d.data.support import SupportKeypoints
     from dynapose4d.data.synthetic import build_sample, make_subject
+    from dynapose4d.deform import DEFORMATIONS
     from dynapose4d.gaussians import GaussianModel
     from dynapose4d.priors import PriorContext, build_prior
     from dynapose4d.run import Run
-    from dynapose4d.stages.dynamic import DynamicStage, seeded_deformation, template_detector
+    from dynapose4d.stages.dynamic import DynamicStage, lifted_rig, seeded_deformation, template_detector
 
     def build(*overrides: str, detector=None) -> DynamicStage:
         cfg = tiny_synthetic_config(*overrides)
@@ -92,7 +96,9 @@ def dynamic_stage(tiny_synthetic_config, tmp_path):
         tracks = sample.keypoints.frames  # [T, N, 2]
         support = SupportKeypoints(tracks[0], sample.keypoints.bones, sample.keypoints.names, (cfg.image_size,) * 2)
         keypoints = (support, tracks, torch.ones(tracks.shape[:2]))
-        deformation = seeded_deformation(cfg.dynamic.deformation, model.params["means"].detach(), cfg.seed)
+        rigged = DEFORMATIONS[cfg.dynamic.deformation.name].component.needs_rig
+        rig = lifted_rig(cfg, model, support, len(sample.driving_video)) if rigged else None
+        deformation = seeded_deformation(cfg.dynamic.deformation, model.params["means"].detach(), cfg.seed, rig)
         if detector is None and cfg.dynamic.kml_mode == "render":
             detector = template_detector(sample.image, support, cfg.dynamic.render_size, CPU)
         prior = build_prior(PriorContext(cfg.dynamic, "dynamic", sample.driving_video, cfg.static.camera, CPU))

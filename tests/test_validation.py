@@ -184,7 +184,7 @@ def test_the_error_is_a_dynapose_error_with_a_counted_header():
 def test_the_group_option_decides_its_keys():
     """The selector is checked first; with an unknown option the group's other keys are not judged."""
     assert problems(["dynamic.deformation.name=mesh"]) == [
-        "dynamic.deformation.name='mesh': must be one of hexplane, sparse_control"
+        "dynamic.deformation.name='mesh': must be one of hexplane, skeleton, sparse_control"
     ]
 
 

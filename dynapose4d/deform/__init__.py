@@ -1,15 +1,18 @@
 """Deformation fields phi(S, t) of DynaPose4D (eq. 2: S'_tau = phi(S, tau)).
 
 A deformation maps the canonical (static) Gaussians to their state at normalised
-time t in [-1, 1] (t spans the whole clip, see `normalised_time`). Two fields share one
+time t in [-1, 1] (t spans the whole clip, see `normalised_time`). The fields share one
 interface, so the dynamic stage and the losses never need to know which one runs:
 
     hexplane        DreamGaussian4D's field: the K-planes / 4DGaussians hexplane
                     feature grid plus small MLP heads (`hexplane.py`)
     sparse_control  SC4D's sparse control nodes with a motion MLP, skinned to the
                     Gaussians by linear blending of rigid transforms (`sparse_control.py`)
+    skeleton        the support skeleton's bones, posed per frame by forward kinematics and
+                    skinned to the Gaussians, plus a small residual hexplane (`skeleton.py`);
+                    built on a `Rig` (the lifted support keypoints), so `needs_rig`
 
-Both are exactly the identity at initialisation (zero-initialised output layers), so
+All are exactly the identity at initialisation (zero-initialised outputs), so
 the dynamic stage starts from the static result. A field registers itself where it is defined,
 with the schema of its settings, and has a config file in configs/dynamic/deformation/:
 
@@ -18,9 +21,11 @@ with the schema of its settings, and has a config file in configs/dynamic/deform
 """
 
 from collections.abc import Mapping
+from typing import ClassVar
 
 import torch
 
+from ..errors import DynaPoseError
 from ..registry import Registry
 
 # name -> the field and its settings' schema; every module of this package is imported on first use
@@ -41,6 +46,8 @@ def normalised_time(frames: torch.Tensor, num_frames: int) -> torch.Tensor:
 
 class Deformation(torch.nn.Module):
     """Base class: canonical Gaussians + a batch of times -> deformed Gaussians per time."""
+
+    needs_rig: ClassVar[bool] = False  # built on the lifted support skeleton: the constructor takes `rig`
 
     def forward(
         self, means: torch.Tensor, quats: torch.Tensor, log_scales: torch.Tensor, t: torch.Tensor
@@ -80,11 +87,23 @@ class Deformation(torch.nn.Module):
         quats[:, 0] = 1.0
         return self(points, quats, torch.zeros_like(points), t)[0]
 
+    def keypoints_at(self, points: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """The lifted support keypoints [P, 3] at times `t`: [B, P, 3]. A field carries them as any point;
+        one built on them (the skeleton's joints) gives its own posed joints."""
+        return self.deform_points(points, t)
 
-def build_deformation(name: str, settings: Mapping, means: torch.Tensor) -> Deformation:
+
+def build_deformation(name: str, settings: Mapping, means: torch.Tensor, rig=None) -> Deformation:
     """The deformation registered as `name` for canonical centres `means` [N, 3].
 
     `settings` is its config group (dynamic.deformation): every key but `name` is a constructor
-    argument, checked against the field's registered schema before the run starts.
+    argument, checked against the field's registered schema before the run starts. A field that
+    `needs_rig` also takes `rig` (skeleton.Rig), the support skeleton lifted onto the static model.
     """
-    return DEFORMATIONS[name].component(means, **{key: value for key, value in settings.items() if key != "name"})
+    field = DEFORMATIONS[name].component
+    arguments = {key: value for key, value in settings.items() if key != "name"}
+    if field.needs_rig:
+        if rig is None:
+            raise DynaPoseError(f"dynamic/deformation={name} is built on the support keypoints: it needs a rig")
+        arguments["rig"] = rig
+    return field(means, **arguments)

@@ -62,5 +62,9 @@ class AnchoredDeformation(Deformation):
     def rest_points(self, means: torch.Tensor) -> torch.Tensor:
         return self.field.rest_points(means)
 
+    def keypoints_at(self, points: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        carried = self.field.keypoints_at(points, self._with_anchor(t))  # [B + 1, P, 3]
+        return points + (carried[:-1] - carried[-1:])
+
     def param_groups(self, lr: float) -> list[dict]:
         return self.field.param_groups(lr)

@@ -53,18 +53,19 @@ def head(width: int, out: int) -> torch.nn.Sequential:
     return torch.nn.Sequential(torch.nn.Linear(width, width), torch.nn.ReLU(), last)
 
 
-@DEFORMATIONS.register(
-    "hexplane",
-    schema={
-        "resolution": ListOf(Integer(min=2), length=4),  # x, y, z, t cells: a plane needs 2 to interpolate
-        "multires": ListOf(Integer(min=1), nonempty=True),
-        "feature_dim": Integer(min=1),
-        "width": Integer(min=1),
-        "depth": Integer(min=1),
-        "bounds": Nullable(Number(above=0)),
-        "bounds_padding": Number(min=0),
-    },
-)
+# configs/dynamic/deformation/hexplane.yaml (also the skeleton field's `residual`)
+SETTINGS = {
+    "resolution": ListOf(Integer(min=2), length=4),  # x, y, z, t cells: a plane needs 2 to interpolate
+    "multires": ListOf(Integer(min=1), nonempty=True),
+    "feature_dim": Integer(min=1),
+    "width": Integer(min=1),
+    "depth": Integer(min=1),
+    "bounds": Nullable(Number(above=0)),
+    "bounds_padding": Number(min=0),
+}
+
+
+@DEFORMATIONS.register("hexplane", schema=SETTINGS)
 class HexPlaneDeformation(Deformation):
     """4DGaussians' hexplane field + MLP heads (Δposition, Δrotation, Δlog-scale).
 

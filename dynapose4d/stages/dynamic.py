@@ -28,6 +28,7 @@ from ..data.image import WHITE, composite, resize_square
 from ..data.support import SupportKeypoints
 from ..deform import DEFORMATIONS, Deformation, build_deformation, normalised_time
 from ..deform.anchored import AnchoredDeformation
+from ..deform.skeleton import Rig
 from ..errors import DynaPoseError
 from ..eval.heldout import score_heldout
 from ..eval.motion import keypoint_error_3d
@@ -116,6 +117,10 @@ class DynamicStage(TrainingStage):
         self.model = model.to(device)
         self.model.requires_grad_(self.settings.optimize_gaussians)
         self.deformation = deformation
+        if deformation.needs_rig and self.settings.loss.kml > 0 and self.settings.kml_mode == "render":
+            log.warning("dynamic: deformation=%s with kml_mode=render: the keypoint loss reaches the pose through the "
+                        "renders only; kml_mode=lift compares the posed joints directly (benchmarks/RESULTS.md, "
+                        "issue 28)", self.settings.deformation.name)  # fmt: skip
         if self.settings.anchor_frame is not None:
             self.deformation = self._anchored(self.deformation, self.settings.anchor_frame)
         self.deformation.to(device)
@@ -133,11 +138,15 @@ class DynamicStage(TrainingStage):
         context = PriorContext(settings, NAME, frames, run.cfg.static.camera, device, lambda: run.ground_truth)
         prior = build_prior(context)
         model = run.static_model().to(device)
-        deformation = seeded_deformation(settings.deformation, model.params["means"].detach(), run.cfg.seed)
-        keypoints = detector = None
-        if settings.loss.kml > 0:  # without KML the keypoints stage may be skipped
+        rigged = DEFORMATIONS[settings.deformation.name].component.needs_rig
+        keypoints = detector = rig = None
+        if settings.loss.kml > 0 or rigged:  # without KML or a rig the keypoints stage may be skipped
             keypoints = run.keypoints()
-            detector = keypoint_detector(run, keypoints[0]) if settings.kml_mode == "render" else None
+        if rigged:
+            rig = lifted_rig(run.cfg, model, keypoints[0], len(frames))
+        deformation = seeded_deformation(settings.deformation, model.params["means"].detach(), run.cfg.seed, rig)
+        if settings.loss.kml > 0 and settings.kml_mode == "render":
+            detector = keypoint_detector(run, keypoints[0])
         return cls(run, model, frames, deformation, prior, keypoints, detector)
 
     # ----- Stage ----------------------------------------------------------------------------
@@ -187,22 +196,11 @@ class DynamicStage(TrainingStage):
         self.skeleton = support.skeleton
         self.keypoint_visibility = visibility.to(self.device)  # [T, N] 0 where tracking lost a point
         if self.settings.kml_mode == "lift":
-            self.lifted_keypoints = self._lift(support_at(support, self.settings.render_size).to(self.device))  # [N, 3]
+            self.lifted_keypoints = lift_support(self.cfg, self.model, support).to(self.device)  # [N, 3]
         elif detector is None:
             raise DynaPoseError("dynamic.kml_mode=render needs a detector for the renders; or dynamic.kml_mode=lift")
         else:
             self.detector = detector
-
-    @torch.no_grad()
-    def _lift(self, support: torch.Tensor) -> torch.Tensor:
-        """Support keypoints [N, 2] -> 3D points on the static model, via its expected depth at the reference view."""
-        static = self.model.activated()
-        colors, alphas, _ = rasterize(
-            **static, viewmats=self.camera.viewmats, Ks=self.camera.Ks, width=self.camera.width,
-            height=self.camera.height, render_mode="RGB+ED", backend=self.cfg.render.backend,
-        )  # fmt: skip
-        depth = colors[0, ..., 3:]  # [S, S, 1]
-        return lift_keypoints(support, depth, alphas[0], self.camera.viewmats[0], self.camera.Ks[0])
 
     def _param_groups(self) -> list[dict]:
         """phi's groups (hexplane: planes at 10x), then one group per Gaussian parameter when they train (DG4D)."""
@@ -310,7 +308,8 @@ class DynamicStage(TrainingStage):
         """The deformed model's keypoints [B, N, 2] at `frames`: lifted points moved by phi, or found on `renders`
         [B, S, S, 3] (over the run's background, with coverage `alphas` [B, S, S, 1])."""
         if self.settings.kml_mode == "lift":
-            points = self.moved_points(self.lifted_keypoints, frames)  # [B, N, 3]
+            t = normalised_time(frames.float(), self.num_frames).to(self.device)
+            points = self.deformation.keypoints_at(self.lifted_keypoints, t)  # [B, N, 3]
             batch = len(frames)
             return project_points(points, self.camera.viewmats.expand(batch, 4, 4), self.camera.Ks.expand(batch, 3, 3))
         # The detector saw the driving frames and the support image over white: so must the renders, or its
@@ -353,14 +352,37 @@ def render_cameras(gaussians: dict, cameras: Cameras, backgrounds: torch.Tensor,
     return colors.clamp(0, 1), alphas
 
 
-def seeded_deformation(settings: DictConfig, means: torch.Tensor, seed: int) -> Deformation:
-    """phi as `dynamic.deformation` describes it, around the canonical centres `means` [N, 3].
+def seeded_deformation(settings: DictConfig, means: torch.Tensor, seed: int, rig: Rig | None = None) -> Deformation:
+    """phi as `dynamic.deformation` describes it, around the canonical centres `means` [N, 3] (and on `rig`,
+    for a field that needs one).
 
     Its initial weights come from the global RNG: seeding it here makes them independent of
     which stages ran before in this process (a resumed run, a sweep, the ablation).
     """
     torch.manual_seed(seed)
-    return build_deformation(settings.name, settings, means)
+    return build_deformation(settings.name, settings, means, rig)
+
+
+@torch.no_grad()
+def lift_support(cfg: DictConfig, model: GaussianModel, support: SupportKeypoints) -> torch.Tensor:
+    """The support keypoints lifted onto the static `model`: [N, 3] points on their viewing rays at the
+    model's expected depth in the reference view (rendered at dynamic.render_size)."""
+    size, camera = cfg.dynamic.render_size, cfg.static.camera
+    device = model.params["means"].device
+    view = reference_camera(size, size, camera.radius, camera.fovy, camera.elevation).to(device)
+    colors, alphas, _ = rasterize(
+        **model.activated(), viewmats=view.viewmats, Ks=view.Ks, width=size, height=size,
+        render_mode="RGB+ED", backend=cfg.render.backend,
+    )  # fmt: skip
+    depth = colors[0, ..., 3:]  # [S, S, 1]
+    return lift_keypoints(support_at(support, size).to(device), depth, alphas[0], view.viewmats[0], view.Ks[0])
+
+
+def lifted_rig(cfg: DictConfig, model: GaussianModel, support: SupportKeypoints, num_frames: int) -> Rig:
+    """The support skeleton on the static model, for a field that `needs_rig` (deformation=skeleton)."""
+    joints = lift_support(cfg, model, support)  # [N, 3]
+    log.info("dynamic: %d support keypoints lifted onto the static model as the skeleton's joints", len(joints))
+    return Rig(joints, list(support.skeleton), num_frames, cfg.dynamic.anchor_frame)
 
 
 def support_at(support: SupportKeypoints, size: int) -> torch.Tensor:
