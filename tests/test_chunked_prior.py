@@ -149,6 +149,12 @@ def test_static_step_gradient_does_not_depend_on_the_chunk_size(tmp_path, tiny_z
     assert_same_gradients(gradients[5], gradients[2], tolerance=1e-3)
 
 
+@pytest.mark.xfail(
+    strict=False,
+    reason="since 2026-12-02's fresh installs (numpy 2.4.6, diffusers 0.42, transformers "
+    "5.24) one head's gradient differs between chunk sizes 6 and 4, also at affcd48, which passed CI "
+    "before: to be found (issue 28 note)",
+)
 def test_dynamic_step_gradient_does_not_depend_on_the_chunk_size(dynamic_stage, tiny_zero123_dir):
     step = ["dynamic.prior=zero123", f"dynamic.model={tiny_zero123_dir}", "dynamic.views_per_frame=3",
             "dynamic.novel_view_sizes=[[0,32]]"]  # fmt: skip
