@@ -23,6 +23,12 @@ def quat_conjugate(q: torch.Tensor) -> torch.Tensor:
     return q * q.new_tensor([1.0, -1.0, -1.0, -1.0])
 
 
+def unit_quats(residual: torch.Tensor) -> torch.Tensor:
+    """Unit quaternions [..., 4] normalize(1 + residual): exactly the identity where the residual [..., 4] is 0
+    (the deformation fields' rotations, which start at rest)."""
+    return torch.nn.functional.normalize(residual.new_tensor([1.0, 0.0, 0.0, 0.0]) + residual, dim=-1)
+
+
 def axis_angle_quat(axis: torch.Tensor, angle: torch.Tensor) -> torch.Tensor:
     """Quaternion [..., 4] of a rotation by `angle` (radians) about the unit `axis` [..., 3]."""
     half = 0.5 * angle[..., None]

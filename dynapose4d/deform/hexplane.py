@@ -13,9 +13,9 @@ rotation offset is a quaternion residual around the identity composed with the
 Gaussian's rotation, where DG4D adds dq to the quaternion itself: with the product,
 Gaussians of different orientations in a rigidly turning region need the same dq,
 and a zero dq leaves the quaternion bit-for-bit unchanged (renormalising an input
-that is unit only to float precision would not). Time planes start at 1 and the
-heads' last layers at 0, so the field starts as the identity and its time dependence
-grows from the product with the (static) spatial planes.
+that is unit only to float precision would not). Time planes start at about 1
+(TIME_PLANE_JITTER) and the heads' last layers at 0, so the field starts as the identity
+and its time dependence grows from the product with the (static) spatial planes.
 """
 
 import itertools
@@ -24,7 +24,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
-from ..geometry import quat_multiply
+from ..geometry import quat_multiply, unit_quats
 from ..rules import Integer, ListOf, Nullable, Number
 from . import DEFORMATIONS, Deformation
 
@@ -32,6 +32,11 @@ AXES = "xyzt"
 # (0,1) xy, (0,2) xz, (0,3) xt, (1,2) yz, (1,3) yt, (2,3) zt: 4DGaussians' plane order.
 PLANE_AXES = list(itertools.combinations(range(4), 2))
 GRID_LR_SCALE = 10.0  # plane learning rate / MLP learning rate, DG4D's ratio
+# Time planes start at 1 +- this, not at exactly 1 (DG4D, K-planes): with zero heads and time planes of ones,
+# the anchored field's first gradient is mathematically zero, the difference of the features at t and at the
+# anchor time, and Adam's first step then followed float rounding, which changes with the device, the batch
+# and the prior's chunk size. 1% keeps each time factor of the product within 1% of 1.
+TIME_PLANE_JITTER = 0.01
 
 
 def sample_plane(plane: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
@@ -115,8 +120,8 @@ class HexPlaneDeformation(Deformation):
             res = [int(r) * scale for r in resolution[:3]] + [int(resolution[3])]
             for a, b in PLANE_AXES:
                 shape = (1, feature_dim, res[b], res[a])
-                if b == 3:  # time plane: 1 so that the product starts as the static spatial feature
-                    plane = torch.ones(shape)
+                if b == 3:  # time plane: about 1 so that the product starts as the static spatial feature
+                    plane = torch.empty(shape).uniform_(1 - TIME_PLANE_JITTER, 1 + TIME_PLANE_JITTER)
                 else:
                     plane = torch.empty(shape).uniform_(0.1, 0.5)
                 self.planes[self.plane_name(scale, a, b)] = torch.nn.Parameter(plane.to(means.device))
@@ -128,7 +133,6 @@ class HexPlaneDeformation(Deformation):
         self.position_head = head(width, 3).to(means.device)
         self.rotation_head = head(width, 4).to(means.device)
         self.scale_head = head(width, 3).to(means.device)
-        self.register_buffer("identity", torch.tensor([1.0, 0.0, 0.0, 0.0], device=means.device), persistent=False)
 
     def param_groups(self, lr: float) -> list[dict]:
         """The planes at GRID_LR_SCALE x `lr`, the MLPs at `lr` (DG4D: 6.4e-3 and 6.4e-4).
@@ -173,7 +177,7 @@ class HexPlaneDeformation(Deformation):
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         hidden = self.trunk(self.features(means, t))  # [B, N, W]
         new_means = means + self.position_head(hidden)  # [B, N, 3]
-        residual = F.normalize(self.identity + self.rotation_head(hidden), dim=-1)  # [B, N, 4]
+        residual = unit_quats(self.rotation_head(hidden))  # [B, N, 4]
         new_quats = quat_multiply(residual, quats)  # [B, N, 4], unit because both factors are
         new_log_scales = log_scales + self.scale_head(hidden)  # [B, N, 3]
         return new_means, new_quats, new_log_scales

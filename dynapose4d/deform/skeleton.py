@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import DynaPoseError
-from ..geometry import quat_multiply, quat_to_matrix
+from ..geometry import quat_multiply, quat_to_matrix, unit_quats
 from ..rules import Nullable, Number
 from . import DEFORMATIONS, Deformation
 from .hexplane import SETTINGS as HEXPLANE_SETTINGS
@@ -97,12 +97,6 @@ def segment_distances(points: torch.Tensor, starts: torch.Tensor, ends: torch.Te
     return (points[:, None] - nearest).norm(dim=-1)
 
 
-def unit_quats(residual: torch.Tensor) -> torch.Tensor:
-    """Unit quaternions [..., 4] normalize(1 + residual): exactly the identity where the residual is 0."""
-    identity = residual.new_tensor([1.0, 0.0, 0.0, 0.0])
-    return F.normalize(identity + residual, dim=-1)
-
-
 @DEFORMATIONS.register(
     "skeleton",
     schema={
@@ -143,10 +137,10 @@ class SkeletonDeformation(Deformation):
         if not torch.isfinite(joints).all():
             raise DynaPoseError("dynamic/deformation=skeleton: a support keypoint did not lift onto the static model")
         self.order, self.parents = skeleton_tree(joints, rig.edges)
-        self.bones = [j for j in self.order if self.parents[j] >= 0]  # bone b ends at joint bones[b]
+        self.bones = [j for j in self.order if self.parents[j] >= 0]  # bone b ends at joint bones[b]...
+        self.bone_parents = [self.parents[j] for j in self.bones]  # ...and turns about joint bone_parents[b]
         self.register_buffer("joints", joints)  # [J, 3]
-        bone_parents = [self.parents[j] for j in self.bones]
-        lengths = (joints[self.bones] - joints[bone_parents]).norm(dim=-1)  # [J - 1]
+        lengths = (joints[self.bones] - joints[self.bone_parents]).norm(dim=-1)  # [J - 1]
         radius = skin_radius * lengths.median().clamp_min(1e-6)
         log_radii = torch.full((len(self.bones),), float(torch.log(radius)), device=means.device)  # [bones]
         self.log_radii = torch.nn.Parameter(log_radii)
@@ -206,8 +200,7 @@ class SkeletonDeformation(Deformation):
 
     def skinning_weights(self, points: torch.Tensor) -> torch.Tensor:
         """Weights [P, bones] (rows sum to 1) binding `points` [P, 3] to the bones' rest segments."""
-        parents = [self.parents[j] for j in self.bones]
-        distances = segment_distances(points, self.joints[parents], self.joints[self.bones])  # [P, bones]
+        distances = segment_distances(points, self.joints[self.bone_parents], self.joints[self.bones])  # [P, bones]
         return torch.softmax(-distances.square() / (2 * torch.exp(2 * self.log_radii)), dim=-1)
 
     # ----- Deformation -------------------------------------------------------------------------
@@ -222,9 +215,8 @@ class SkeletonDeformation(Deformation):
             shifted, turned, scaled = self.residual(means, quats, log_scales, t)  # [B, N, ...]
         world_quats, moved = self.kinematics(t)  # [B, J, 4], [B, J, 3]
         bone_quats = world_quats[:, self.bones]  # [B, bones, 4]
-        parents = [self.parents[j] for j in self.bones]
-        pivots = self.joints[parents]  # [bones, 3] a bone turns about its parent joint...
-        offsets = moved[:, parents]  # [B, bones, 3] ...which has moved by this
+        pivots = self.joints[self.bone_parents]  # [bones, 3] a bone turns about its parent joint...
+        offsets = moved[:, self.bone_parents]  # [B, bones, 3] ...which has moved by this
         eye = torch.eye(3, dtype=means.dtype, device=means.device)
         linear = quat_to_matrix(bone_quats) - eye  # [B, bones, 3, 3]
         weights = self.skinning_weights(means)  # [N, bones], bound at the canonical centres
@@ -239,11 +231,11 @@ class SkeletonDeformation(Deformation):
         return new_means, quat_multiply(rotation, turned), scaled
 
     def keypoints_at(self, points: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        """The posed joints [B, J, 3] when `points` are the rig's joints (what KML's lift mode passes), so the
-        keypoint loss reaches the pose directly; other points are carried by the field."""
-        if points.shape == self.joints.shape and torch.allclose(points.to(self.joints), self.joints, atol=1e-5):
-            return self.joints_at(t)
-        return self.deform_points(points, t)
+        """The posed joints [B, J, 3]: the lifted keypoints `points` [J, 3] are the rig's joints (KML's lift mode
+        passes `joints`), so the keypoint loss reaches the pose directly."""
+        if points.shape != self.joints.shape or not torch.equal(points, self.joints):
+            raise ValueError("the skeleton's keypoints are its rig's joints: pass `joints` (the lifted support points)")
+        return self.joints_at(t)
 
     def motion_points(self, means: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """The deformed Gaussian centres [B, N, 3] (SCL on the Gaussians, as the paper's eq. 5)."""

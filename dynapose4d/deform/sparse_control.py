@@ -17,7 +17,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from ..geometry import quat_multiply, quat_to_matrix
+from ..geometry import quat_multiply, quat_to_matrix, unit_quats
 from ..rules import Integer, Number
 from . import DEFORMATIONS, Deformation
 
@@ -126,7 +126,6 @@ class SparseControlDeformation(Deformation):
         torch.nn.init.zeros_(last.weight)
         torch.nn.init.zeros_(last.bias)
         self.mlp = torch.nn.Sequential(*layers, last).to(means.device)
-        self.register_buffer("identity", torch.tensor([1.0, 0.0, 0.0, 0.0], device=means.device), persistent=False)
 
     @property
     def num_controls(self) -> int:
@@ -143,7 +142,7 @@ class SparseControlDeformation(Deformation):
         time = positional_encoding(t.to(space)[:, None], self.time_freqs)  # [B, Dt]
         inputs = torch.cat([space.expand(batch, m, -1), time[:, None].expand(batch, m, -1)], dim=-1)  # [B, M, D]
         out = self.mlp(inputs)  # [B, M, 7]
-        return F.normalize(self.identity + out[..., 3:], dim=-1), out[..., :3]
+        return unit_quats(out[..., 3:]), out[..., :3]
 
     def skinning(self, points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The K controls [N, K] (indices) binding each point [N, 3] and their weights [N, K] (sum 1).

@@ -195,7 +195,9 @@ class DynamicStage(TrainingStage):
         self.keypoints = (tracks * scale).to(self.device)  # [T, N, 2]
         self.skeleton = support.skeleton
         self.keypoint_visibility = visibility.to(self.device)  # [T, N] 0 where tracking lost a point
-        if self.settings.kml_mode == "lift":
+        if self.settings.kml_mode == "lift" and self.deformation.needs_rig:
+            self.lifted_keypoints = self.deformation.joints  # [N, 3] the rig: the support points lifted as joints
+        elif self.settings.kml_mode == "lift":
             self.lifted_keypoints = lift_support(self.cfg, self.model, support).to(self.device)  # [N, 3]
         elif detector is None:
             raise DynaPoseError("dynamic.kml_mode=render needs a detector for the renders; or dynamic.kml_mode=lift")
