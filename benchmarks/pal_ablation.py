@@ -255,7 +255,7 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.ArgumentParser, argpars
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--samples", type=Path, nargs="+", metavar="DIR", help="ground-truth sample directories")
-    source.add_argument("--kinds", nargs="+", metavar="KIND", help="synthetic subjects to generate: quadruped, biped")
+    source.add_argument("--kinds", nargs="+", metavar="KIND", help="synthetic kinds: quadruped, biped, bird, blob")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="training seeds (and synthetic samples')")
     parser.add_argument("--frames", type=int, default=16, help="frames of a newly generated synthetic sample")
     parser.add_argument("--resolution", type=int, default=128, help="image size of a newly generated synthetic sample")

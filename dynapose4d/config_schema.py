@@ -9,7 +9,8 @@ where the code allows more than the configs show, the rule allows it too. Sets o
 from the constants the code itself dispatches on, so they cannot drift.
 """
 
-from .data.skeleton import JOINT_COUNT, SKELETONS
+from .data.skeleton import JOINT_COUNT
+from .data.synthetic import KINDS
 from .render import BACKENDS
 from .rules import ANGLE, COUNT, PATH, AnyOf, Boolean, Choice, Integer, ListOf, Nullable, Number, Pattern, Text
 from .run import BACKGROUNDS
@@ -17,7 +18,7 @@ from .stages import STAGES, stage_order
 
 # configs/experiment/synthetic.yaml sets `synthetic`: data/synthetic.py make_subject's arguments
 SYNTHETIC = {
-    "kind": Choice(*SKELETONS),
+    "kind": Choice(*KINDS),
     "num_frames": COUNT,
     "num_gaussians": Integer(min=JOINT_COUNT),  # at least one per joint
     "seed": Integer(),

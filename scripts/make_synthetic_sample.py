@@ -3,7 +3,7 @@
     python scripts/make_synthetic_sample.py kind=quadruped seed=3 out=samples/quadruped-3
     python scripts/make_synthetic_sample.py kind=biped frames=16 resolution=256 every_frame=true
 
-Settings (key=value, as scripts/train.py takes them): kind (quadruped | biped | bird), seed, frames,
+Settings (key=value, as scripts/train.py takes them): kind (quadruped | biped | bird | blob), seed, frames,
 gaussians, resolution, every_frame (training views at every frame, for dynamic.prior=oracle),
 out (default samples/<kind>-<seed>). Train on it with
 `python scripts/train.py experiment=ground_truth sample=<out>`; the folder's layout is

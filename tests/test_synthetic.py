@@ -66,7 +66,7 @@ def test_motion_is_seen_from_the_reference_view_and_in_depth():
 
 def test_subject_is_framed_like_a_real_input_and_stays_in_every_view():
     """Frame 0 fills most of the reference view, centred (real images fill 80%); the motion never leaves a view."""
-    for kind in ("quadruped", "biped", "bird"):
+    for kind in ("quadruped", "biped", "bird", "blob"):
         subject = make_subject(kind, num_frames=8, num_gaussians=3000)
         views = orbit_cameras(*torch.meshgrid(torch.tensor(TRAINING_ELEVATIONS), torch.arange(0.0, 360.0, 45.0),
                                               indexing="ij"), width=96, height=96)  # fmt: skip

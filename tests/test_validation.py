@@ -64,6 +64,7 @@ def option_files(group: str) -> list[str]:
         ["static.prior=stable_zero123"],
         ["static.prior=none"],
         ["sweep=pal_weights"],
+        ["experiment=synthetic", "synthetic.kind=blob"],
         ["sweep=deformation"],
         ["dynamic.loss.kml=0", "dynamic.loss.scl=1e4"],  # a job of sweep=pal_weights
         ["device=cuda:1", "static.iterations=10000", "border_ratio=null", "stages=[static]"],

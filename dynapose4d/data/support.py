@@ -115,13 +115,14 @@ def automatic_support(mask: Tensor, count: int = DEFAULT_COUNT) -> SupportKeypoi
     pixels = candidates.nonzero().flip(1).double() + 0.5  # [P, 2] (x, y) pixel centres, exact in float64
     centroid = (foreground.nonzero().flip(1).double() + 0.5).mean(dim=0)  # [2]
     first = int((pixels - centroid).norm(dim=1).argmax())
-    points = pixels[_farthest_points(pixels, count, first)].float()  # [N, 2]
+    points = pixels[farthest_points(pixels, count, first)].float()  # [N, 2]
     names = [f"kp{index}" for index in range(count)]
     return SupportKeypoints(points, minimum_spanning_tree(points), names, (mask.shape[0], mask.shape[1]))
 
 
 def minimum_spanning_tree(points: Tensor) -> list[tuple[int, int]]:
-    """Edges (parent, child) of the Euclidean minimum spanning tree of points [N, 2], by Prim's algorithm from 0."""
+    """Edges (parent, child) of the Euclidean minimum spanning tree of points [N, D], by Prim's algorithm from 0;
+    each child is added after its parent."""
     points = points.double()
     distances = (points[:, None] - points[None]).norm(dim=-1)  # [N, N]
     in_tree = torch.zeros(len(points), dtype=torch.bool)
@@ -160,13 +161,14 @@ def draw_support(image_rgba: Tensor, support: SupportKeypoints) -> Tensor:
     return torch.from_numpy(canvas).float() / 255.0
 
 
-def _farthest_points(pixels: Tensor, count: int, first: int) -> Tensor:
-    """Indices [count] into pixels [P, 2]: each next one is the pixel farthest from those already chosen."""
+def farthest_points(points: Tensor, count: int, first: int) -> Tensor:
+    """Indices [count] into points [P, D] from index `first`: each next one is the point farthest from those
+    already chosen (the lowest index on a tie)."""
     chosen = [first]
-    distances = (pixels - pixels[first]).square().sum(dim=1)  # [P] squared distance to the nearest chosen
+    distances = (points - points[first]).square().sum(dim=1)  # [P] squared distance to the nearest chosen
     for _ in range(count - 1):
         chosen.append(int(distances.argmax()))
-        distances = torch.minimum(distances, (pixels - pixels[chosen[-1]]).square().sum(dim=1))
+        distances = torch.minimum(distances, (points - points[chosen[-1]]).square().sum(dim=1))
     return torch.tensor(chosen)
 
 

@@ -4,10 +4,8 @@
 textured Gaussians rigidly skinned to it, and animates it with periodic per-bone
 rotations over `num_frames` frames. `build_sample` renders it into the sample format (input
 image, driving video, keypoints, held-out and training views); the stages only ever see that
-sample, as they would see one rendered from any other asset.
-
-The subject is framed as real images are: at frame 0 it fills 80% of the reference view
-(radius 2, fovy 49.1), centred, unless its whole motion would then leave an orbit view.
+sample, as they would see one rendered from any other asset. `kind="blob"` is the subject with
+no skeleton (blob.py); both are framed as real images are (subject.py).
 """
 
 import math
@@ -15,20 +13,18 @@ from pathlib import Path
 
 import torch
 
-from ..cameras import REFERENCE_RADIUS, Cameras, orbit_cameras, reference_camera
+from ..cameras import Cameras
 from ..geometry import axis_angle_quat, quat_multiply, quat_to_matrix
 from ..keypoints import project_points
-from ..render import rasterize
+from . import blob
 from .sample import ReferenceView, Sample, SampleKeypoints, cameras_from_views, orbit_view, save_sample
 from .skeleton import DEFAULT_MOTIONS, JOINT_COUNT, MOTIONS, SKELETONS, yaw_matrix
+from .subject import GaussianSubject, frame_subject, hsv_to_rgb, normal_to_quat, sphere_image_boxes, uniform
 
-__all__ = ["JOINT_COUNT", "SyntheticSubject", "make_subject", "build_sample", "write_synthetic_sample"]
+__all__ = ["JOINT_COUNT", "KINDS", "SyntheticSubject", "make_subject", "build_sample", "write_synthetic_sample"]
 
-FILL = 0.8  # frame 0 fills 80% of the reference view, as a real image recentred with border_ratio=0.2
-# Orbit views the whole motion must stay inside (2% from the edges): the training views' range, finer.
-FRAMING_ELEVATIONS = torch.tensor([-30.0, -15.0, 0.0, 15.0, 30.0])
-FRAMING_AZIMUTHS = torch.arange(0.0, 360.0, 10.0)
-FRAMING_MARGIN = 0.02
+KINDS = (*SKELETONS, blob.KIND)  # the articulated kinds and the blob
+
 DEFAULT_EVAL_AZIMUTHS = (45.0, 135.0, 225.0, 315.0)
 # The oracle's training views: 90 cameras over the static stage's sampling range (elevation +-30,
 # every azimuth), 5 degrees or more from every held-out view.
@@ -37,25 +33,10 @@ TRAINING_AZIMUTHS = tuple(float(a) for a in range(0, 360, 20))
 STRIPE_PERIOD = 0.1  # world units along a bone: a few stripes per limb, 7 pixels apart at 128 px
 
 
-# --- rotations (quaternions wxyz) -------------------------------------------------
-
-
-def normal_to_quat(normals: torch.Tensor) -> torch.Tensor:
-    """Shortest-arc rotations [N, 4] taking +z to each unit normal [N, 3].
-
-    The Gaussians' flat (third) axis then lies along the capsule normal.
-    """
-    w = 1.0 + normals[:, 2]
-    q = torch.stack([w, -normals[:, 1], normals[:, 0], torch.zeros_like(w)], dim=-1)
-    # A normal of exactly -z has no shortest arc; any half turn about a horizontal axis works.
-    q[w < 1e-6] = torch.tensor([0.0, 1.0, 0.0, 0.0])
-    return torch.nn.functional.normalize(q, dim=-1)
-
-
 # --- the subject --------------------------------------------------------------------
 
 
-class SyntheticSubject:
+class SyntheticSubject(GaussianSubject):
     """An articulated Gaussian subject and its periodic motion.
 
     Joint j > 0 ends the bone from `parents[j]` to j; its world transform A_j (rotation
@@ -110,16 +91,21 @@ class SyntheticSubject:
             "colors": rest["colors"],
         }
 
-    def render(self, cameras: Cameras, frame: float, background=(1.0, 1.0, 1.0), backend: str = "auto"):
-        """Render all cameras at a frame: rgb [C, H, W, 3] composited on `background`, alpha [C, H, W, 1]."""
-        device = cameras.viewmats.device
-        params = {name: value.to(device) for name, value in self.gaussians_at(frame).items()}
-        backgrounds = torch.tensor(background, dtype=torch.float32, device=device).expand(len(cameras), 3)
-        rgb, alpha, _ = rasterize(
-            **params, viewmats=cameras.viewmats, Ks=cameras.Ks, width=cameras.width, height=cameras.height,
-            backgrounds=backgrounds, backend=backend,
-        )  # fmt: skip
-        return rgb.clamp(0.0, 1.0), alpha
+    def image_boxes(self, cameras: Cameras, frames) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per camera, the image box (x, y in [0, 1]) of the capsules' end spheres over `frames`: low [C, 2],
+        high [C, 2]. A capsule is the convex hull of its end spheres, so its image lies within theirs."""
+        joints = torch.cat([self.joints_at(frame) for frame in frames])  # [F * J, 3]
+        return sphere_image_boxes(joints, self.radii.repeat(len(frames)), cameras)
+
+    def transform(self, scale: float, shift: torch.Tensor) -> None:
+        """Scale the subject about the origin, then move it by `shift` [3].
+
+        Forward kinematics commutes with scaling and translating the rest pose (and scaling the
+        root's bounce), so the whole motion is transformed exactly.
+        """
+        self.rest_joints = self.rest_joints * scale + shift
+        self.radii = self.radii * scale
+        self.motion["bounce_amplitude"] = self.motion["bounce_amplitude"] * scale
 
 
 def _oscillate(motion: dict, prefix: str, phase: float) -> torch.Tensor:
@@ -140,13 +126,15 @@ def _local_rotations(motion: dict, phase: float, num_joints: int) -> torch.Tenso
 
 def make_subject(
     kind: str = "quadruped", num_frames: int = 16, seed: int = 0, num_gaussians: int = 4000, motion: str | None = None
-) -> SyntheticSubject:
+) -> GaussianSubject:
     """Build a seeded subject; the seed jitters bone lengths, thickness, colours, amplitude and phase."""
-    if kind not in SKELETONS:
-        raise ValueError(f"synthetic kind must be one of {sorted(SKELETONS)}, got {kind!r}")
-    motion = motion or DEFAULT_MOTIONS[kind]
+    if kind not in KINDS:
+        raise ValueError(f"synthetic kind must be one of {sorted(KINDS)}, got {kind!r}")
+    if kind == blob.KIND and motion in (None, blob.MOTION):
+        return blob.make_blob(num_frames, seed, num_gaussians, JOINT_COUNT)
+    motion = motion or DEFAULT_MOTIONS.get(kind)
     if (kind, motion) not in MOTIONS:
-        choices = sorted(name for k, name in MOTIONS if k == kind)
+        choices = [blob.MOTION] if kind == blob.KIND else sorted(name for k, name in MOTIONS if k == kind)
         raise ValueError(f"motion {motion!r} is not defined for {kind!r}; choose one of {choices}")
     if num_frames < 1 or num_gaussians < JOINT_COUNT:
         raise ValueError(f"need num_frames >= 1 and num_gaussians >= {JOINT_COUNT}")
@@ -154,23 +142,20 @@ def make_subject(
     generator = torch.Generator().manual_seed(seed)
     yaw = yaw_matrix(spec.yaw)  # [3, 3]
     rest = _jitter_proportions(torch.tensor(spec.rest), spec.parents, generator) @ yaw.T  # [J, 3]
-    radii = torch.tensor(spec.radii) * _uniform(generator, (len(spec.radii),), 0.9, 1.1)  # [J]
+    radii = torch.tensor(spec.radii) * uniform(generator, (len(spec.radii),), 0.9, 1.1)  # [J]
     tensors = _motion_tensors(*MOTIONS[(kind, motion)](), spec.joint_names, yaw, generator)
     subject = SyntheticSubject(kind, num_frames, spec.joint_names, spec.parents, rest, radii, tensors, None)
-    _frame(subject)
+    subject.transform(1.0 / _envelope(subject)[1], -_envelope(subject)[0])  # a unit sphere about the origin
+    frame_subject(subject)
     subject.rest_gaussians = _sample_gaussians(
         subject.rest_joints, subject.parents, subject.radii, num_gaussians, generator
     )
     return subject
 
 
-def _uniform(generator: torch.Generator, shape, low: float, high: float) -> torch.Tensor:
-    return low + (high - low) * torch.rand(shape, generator=generator)
-
-
 def _jitter_proportions(rest: torch.Tensor, parents, generator) -> torch.Tensor:
     """Scale every bone's rest offset by 0.9..1.1, parents first so children follow."""
-    factors = _uniform(generator, (len(parents),), 0.9, 1.1)
+    factors = uniform(generator, (len(parents),), 0.9, 1.1)
     jittered = rest.clone()
     for j in range(1, len(parents)):
         p = parents[j]
@@ -181,13 +166,13 @@ def _jitter_proportions(rest: torch.Tensor, parents, generator) -> torch.Tensor:
 def _motion_tensors(rotations, bounces, joint_names, yaw, generator) -> dict[str, torch.Tensor]:
     """Oscillators as tensors in world axes, with seeded amplitude (x0.85..1.15) and phase jitter."""
     index = {name: j for j, name in enumerate(joint_names)}
-    global_shift = _uniform(generator, (), -0.3, 0.3)  # a seed starts the cycle at a different pose
+    global_shift = uniform(generator, (), -0.3, 0.3)  # a seed starts the cycle at a different pose
 
     def group(items, prefix, vector_key, unit):
         count = len(items)
         vectors = torch.nn.functional.normalize(torch.tensor([getattr(o, vector_key) for o in items]), dim=-1)
-        amplitude_jitter = _uniform(generator, (count,), 0.85, 1.15)
-        shift_jitter = global_shift + _uniform(generator, (count,), -0.15, 0.15)
+        amplitude_jitter = uniform(generator, (count,), 0.85, 1.15)
+        shift_jitter = global_shift + uniform(generator, (count,), -0.15, 0.15)
         return {
             f"{prefix}_axis": vectors @ yaw.T,  # [K, 3]
             f"{prefix}_amplitude": torch.tensor([o.amplitude for o in items]) * unit * amplitude_jitter,
@@ -201,45 +186,6 @@ def _motion_tensors(rotations, bounces, joint_names, yaw, generator) -> dict[str
     return tensors
 
 
-def _frame(subject: SyntheticSubject, fill: float = FILL, passes: int = 4) -> None:
-    """Frame the subject as real inputs are framed: at frame 0 its box fills `fill` of the reference view, centred.
-
-    Perspective makes the box depend on the scale, so a few passes of scale-then-recentre
-    converge (to within a pixel in two). The whole motion must still stay inside every orbit
-    view the sample renders: where it would not, the subject is scaled down until it does.
-    """
-    _transform(subject, 1.0 / _envelope(subject)[1], -_envelope(subject)[0])  # a unit sphere about the origin
-    camera = reference_camera(1, 1)  # image coordinates in [0, 1]
-    focal = float(camera.Ks[0, 0, 0])
-    for _ in range(passes):
-        low, high = _image_boxes(subject, camera, [0])
-        _transform(subject, fill / float((high - low).max()), torch.zeros(3))
-        low, high = _image_boxes(subject, camera, [0])
-        offset = (low + high)[0] / 2 - 0.5  # [2] image x right, y down
-        _transform(subject, 1.0, torch.tensor([-offset[0], offset[1], 0.0]) * REFERENCE_RADIUS / focal)
-    orbit = orbit_cameras(*torch.meshgrid(FRAMING_ELEVATIONS, FRAMING_AZIMUTHS, indexing="ij"), width=1, height=1)
-    frames = [subject.num_frames * k / 16 for k in range(16)]
-    for _ in range(passes):
-        low, high = _image_boxes(subject, orbit, frames)
-        reach = float(torch.maximum(0.5 - low, high - 0.5).max())  # farthest from an image's centre
-        if reach <= 0.5 - FRAMING_MARGIN:
-            break
-        _transform(subject, (0.5 - FRAMING_MARGIN) / reach, torch.zeros(3))
-
-
-def _image_boxes(subject: SyntheticSubject, cameras: Cameras, frames) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per camera, the image box (x, y in [0, 1]) of the capsules' end spheres over `frames`: low [C, 2], high [C, 2].
-
-    A capsule is the convex hull of its end spheres, so its image lies within theirs.
-    """
-    joints = torch.cat([subject.joints_at(frame) for frame in frames])  # [F * J, 3]
-    radii = subject.radii.repeat(len(frames))  # [F * J]
-    pixels = project_points(joints, cameras.viewmats, cameras.Ks)  # [C, F * J, 2]
-    depth = joints @ cameras.viewmats[:, 2, :3].T + cameras.viewmats[:, 2, 3]  # [F * J, C] camera z
-    reach = (radii[:, None] * cameras.Ks[:, 0, 0] / depth).T[..., None]  # [C, F * J, 1] sphere radii, image units
-    return (pixels - reach).amin(1), (pixels + reach).amax(1)
-
-
 def _envelope(subject: SyntheticSubject, samples: int = 32) -> tuple[torch.Tensor, float]:
     """Centre [3] and radius of a sphere holding the capsules over the whole motion (exact for that centre).
 
@@ -251,17 +197,6 @@ def _envelope(subject: SyntheticSubject, samples: int = 32) -> tuple[torch.Tenso
     ends = torch.cat([joints[:, 1:], joints[:, parents]], dim=1) - centre  # [S, 2(J-1), 3]
     radii = subject.radii[1:].repeat(2)
     return centre, float((ends.norm(dim=-1) + radii).max())
-
-
-def _transform(subject: SyntheticSubject, scale: float, shift: torch.Tensor) -> None:
-    """Scale the subject about the origin, then move it by `shift` [3].
-
-    Forward kinematics commutes with scaling and translating the rest pose (and scaling the
-    root's bounce), so the whole motion is transformed exactly.
-    """
-    subject.rest_joints = subject.rest_joints * scale + shift
-    subject.radii = subject.radii * scale
-    subject.motion["bounce_amplitude"] = subject.motion["bounce_amplitude"] * scale
 
 
 def _sample_gaussians(rest, parents, radii, count, generator) -> dict[str, torch.Tensor]:
@@ -289,16 +224,16 @@ def _sample_gaussians(rest, parents, radii, count, generator) -> dict[str, torch
         torch.rand(count, generator=generator) * lengths[bone],
         (cap_normal * axis[bone]).sum(-1).gt(0).float() * lengths[bone],  # the cap's centre
     )  # [N]
-    depth = _uniform(generator, (count,), 0.88, 1.0)  # a thin shell, not a single surface
+    depth = uniform(generator, (count,), 0.88, 1.0)  # a thin shell, not a single surface
     means = starts[bone] + along[:, None] * axis[bone] + (r[bone] * depth)[:, None] * normals
 
     spacing = math.sqrt(float(areas.sum()) / count)
-    tangent = 0.6 * spacing * _uniform(generator, (count,), 0.8, 1.2)
+    tangent = 0.6 * spacing * uniform(generator, (count,), 0.8, 1.2)
     return {
         "means": means,
         "quats": normal_to_quat(normals),
         "scales": torch.stack([tangent, tangent, 0.35 * tangent], dim=-1),  # flat along the normal
-        "opacities": _uniform(generator, (count,), 0.85, 0.95),
+        "opacities": uniform(generator, (count,), 0.85, 0.95),
         "colors": _texture(means, starts, axis, e1, e2, bone, generator),
         "bones": bone + 1,  # bone b ends at joint b + 1
     }
@@ -308,8 +243,8 @@ def _texture(means, starts, axis, e1, e2, bone, generator) -> torch.Tensor:
     """Per-bone base colour times a checker of stripes along and around the bone, [N, 3] in [0, 1]."""
     num_bones = len(starts)
     hue = (torch.rand((), generator=generator) + 0.618034 * torch.arange(num_bones)) % 1.0  # well-spread hues
-    base = _hsv_to_rgb(
-        hue, _uniform(generator, (num_bones,), 0.45, 0.75), _uniform(generator, (num_bones,), 0.7, 0.95)
+    base = hsv_to_rgb(
+        hue, uniform(generator, (num_bones,), 0.45, 0.75), uniform(generator, (num_bones,), 0.7, 0.95)
     )  # [B, 3]
     offset = means - starts[bone]  # [N, 3]
     along = (offset * axis[bone]).sum(-1)
@@ -319,17 +254,11 @@ def _texture(means, starts, axis, e1, e2, bone, generator) -> torch.Tensor:
     return (base[bone] * (0.4 + 0.6 * pattern[:, None])).clamp(0.0, 1.0)
 
 
-def _hsv_to_rgb(h: torch.Tensor, s: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """HSV in [0, 1] to RGB [..., 3]."""
-    k = (torch.tensor([5.0, 3.0, 1.0]) + 6.0 * h[..., None]) % 6.0
-    return v[..., None] - v[..., None] * s[..., None] * (torch.minimum(k, 4.0 - k).clamp(0.0, 1.0))
-
-
 # --- the subject as a ground-truth sample -------------------------------------------
 
 
 def build_sample(
-    subject: SyntheticSubject,
+    subject: GaussianSubject,
     resolution: int = 256,
     eval_azimuths=DEFAULT_EVAL_AZIMUTHS,
     eval_elevation: float = 0.0,
@@ -375,7 +304,7 @@ def build_sample(
     )
 
 
-def _render_rgba(subject: SyntheticSubject, cameras: Cameras, frame: int) -> torch.Tensor:
+def _render_rgba(subject: GaussianSubject, cameras: Cameras, frame: int) -> torch.Tensor:
     """Straight-alpha RGBA renders [C, H, W, 4] of the subject at a frame, as a sample stores them."""
     premultiplied, alpha = subject.render(cameras, frame, background=(0.0, 0.0, 0.0))
     return torch.cat([unpremultiply(premultiplied, alpha), alpha], dim=-1).cpu()
