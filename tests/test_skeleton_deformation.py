@@ -21,9 +21,9 @@ RESIDUAL = {"resolution": [4, 4, 4, 3], "multires": [1], "feature_dim": 4, "widt
 Z = torch.tensor([0.0, 0.0, 1.0])
 
 
-def skeleton(num_frames=3, anchor_frame=0, residual=None, skin_radius=0.01, joints=JOINTS, edges=EDGES):
+def skeleton(num_frames=3, anchor_frame=0, residual=None, skin_radius=0.01, joints=JOINTS, edges=EDGES, stretch=False):
     rig = Rig(joints, edges, num_frames, anchor_frame)
-    settings = {"skin_radius": skin_radius, "pose_lr_scale": 10.0, "residual": residual}
+    settings = {"skin_radius": skin_radius, "pose_lr_scale": 10.0, "residual": residual, "stretch": stretch}
     return build_deformation("skeleton", settings, torch.zeros(1, 3), rig)
 
 
@@ -102,6 +102,31 @@ def test_bones_keep_their_rest_length_at_every_time():
             torch.testing.assert_close((joints[:, child] - joints[:, parent]).norm(dim=-1), rest.expand(9))
 
 
+def test_a_stretching_bone_grows_along_itself_carries_its_children_and_is_penalised():
+    """Bone 2 -> 3 (up y) twice as long and turned -90 degrees at knot 2: worked out by hand as above."""
+    field = skeleton(stretch=True)
+    set_pose(field, knot=2, rotations={3: -90.0}, translation=[0.0, 0.0, 0.0])
+    with torch.no_grad():
+        field.stretches[2, 3] = math.log(2.0)
+        field.stretches[0, 3] = 5.0  # the anchor knot: masked, the rest pose whatever it holds
+    t = normalised_time(torch.tensor([2.0, 0.0]), 3)
+    joints = field.joints_at(t)
+    torch.testing.assert_close(joints[0, 3], torch.tensor([4.0, 0.0, 0.0]))  # (2, 0) + 2 x (1, 0): turned, doubled
+    torch.testing.assert_close(joints[0, :3], JOINTS[:3])
+    torch.testing.assert_close(joints[1], JOINTS)
+
+    # Halfway up the bone and 0.005 off it (within the skinning radius): halfway along the longer bone, as far off.
+    point = torch.tensor([[2.005, 0.5, 0.0]])
+    means, _, _ = field(point, torch.tensor([[1.0, 0.0, 0.0, 0.0]]), torch.zeros(1, 3), t[:1])
+    torch.testing.assert_close(means[0, 0], torch.tensor([3.0, -0.005, 0.0]))
+
+    penalty = field.stretch_penalty(t[:1])
+    torch.testing.assert_close(penalty, torch.tensor(math.log(2.0) ** 2 / 3))  # one of three bones stretched
+    penalty.backward()
+    assert field.stretches.grad[2, 3] > 0 and field.stretches.grad[0].abs().sum() == 0
+    assert skeleton().stretch_penalty(t) is None  # fixed lengths: nothing to hold
+
+
 def test_the_anchor_frame_is_the_rest_pose_whatever_the_pose_parameters():
     field = skeleton(num_frames=4, anchor_frame=1, residual=RESIDUAL, skin_radius=0.3)
     random_pose(field)
@@ -153,10 +178,12 @@ def test_too_few_keypoints_for_a_skeleton_say_what_to_use_instead():
         skeleton(joints=JOINTS[:2], edges=[(0, 1)])
 
 
-def test_the_dynamic_stage_trains_the_skeleton_and_its_keypoints_follow(dynamic_stage):
+@pytest.mark.parametrize("stretch", [False, True], ids=["fixed lengths", "stretch"])
+def test_the_dynamic_stage_trains_the_skeleton_and_its_keypoints_follow(dynamic_stage, stretch):
     stage = dynamic_stage("dynamic/deformation=skeleton", "dynamic.kml_mode=lift", "dynamic.loss.residual=100",
-                          "dynamic.deformation.residual.resolution=[8,8,8,2]")  # fmt: skip
-    assert set(stage.terms) >= {"kml", "scl", "residual"}
+                          "dynamic.deformation.residual.resolution=[8,8,8,2]", f"dynamic.deformation.stretch={stretch}",
+                          "dynamic.loss.bone_stretch=10")  # fmt: skip
+    assert set(stage.terms) >= {"kml", "scl", "residual"} and ("bone_stretch" in stage.terms) == stretch
     frames = torch.tensor([1])
     before = stage.terms["kml"](_batch(frames)).item()
     for _ in range(4):
@@ -164,6 +191,7 @@ def test_the_dynamic_stage_trains_the_skeleton_and_its_keypoints_follow(dynamic_
     assert all(math.isfinite(value) for value in losses.values())
     assert stage.terms["kml"](_batch(frames)).item() < before
     assert stage.deformation.rotations.grad is not None
+    assert (stage.deformation.stretches is not None and stage.deformation.stretches.grad.abs().sum() > 0) == stretch
     # KML's lifted keypoints are the rig: the support keypoints lifted onto the static model, on their rays.
     assert stage.lifted_keypoints is stage.deformation.joints
     camera = stage.camera

@@ -31,7 +31,7 @@ import torch.nn.functional as F
 
 from ..errors import DynaPoseError
 from ..geometry import quat_multiply, quat_to_matrix, unit_quats
-from ..rules import Nullable, Number
+from ..rules import Boolean, Nullable, Number
 from . import DEFORMATIONS, Deformation
 from .hexplane import SETTINGS as HEXPLANE_SETTINGS
 from .hexplane import HexPlaneDeformation
@@ -102,6 +102,7 @@ def segment_distances(points: torch.Tensor, starts: torch.Tensor, ends: torch.Te
     schema={
         "skin_radius": Number(above=0),
         "pose_lr_scale": Number(above=0),
+        "stretch": Boolean(),
         "residual": Nullable(HEXPLANE_SETTINGS),
     },
 )
@@ -114,6 +115,9 @@ class SkeletonDeformation(Deformation):
         skin_radius: initial skinning radius of every bone, as a fraction of the median bone length.
         pose_lr_scale: the pose's learning rate / dynamic.lr.deformation (per-frame angles must travel
             a radian in a few hundred steps; 10, the hexplane planes' ratio, jittered more than 3).
+        stretch: bones may change length over time: a log-length per bone and knot (0 at init and at the
+            anchor), for support points that are not joints (an edge across a knee); `dynamic.loss.bone_stretch`
+            holds it near 0. False: lengths fixed by construction.
         residual: the residual hexplane's settings (deformation=hexplane's keys); None: bones only.
     """
 
@@ -125,6 +129,7 @@ class SkeletonDeformation(Deformation):
         rig: Rig,
         skin_radius: float = 0.15,
         pose_lr_scale: float = 3.0,
+        stretch: bool = False,
         residual: dict | None = None,
     ):
         super().__init__()
@@ -140,7 +145,9 @@ class SkeletonDeformation(Deformation):
         self.bones = [j for j in self.order if self.parents[j] >= 0]  # bone b ends at joint bones[b]...
         self.bone_parents = [self.parents[j] for j in self.bones]  # ...and turns about joint bone_parents[b]
         self.register_buffer("joints", joints)  # [J, 3]
-        lengths = (joints[self.bones] - joints[self.bone_parents]).norm(dim=-1)  # [J - 1]
+        vectors = joints[self.bones] - joints[self.bone_parents]  # [bones, 3] rest bones, parent to child
+        lengths = vectors.norm(dim=-1)  # [bones]
+        self.register_buffer("directions", vectors / lengths[:, None].clamp_min(1e-12))  # [bones, 3]
         radius = skin_radius * lengths.median().clamp_min(1e-6)
         log_radii = torch.full((len(self.bones),), float(torch.log(radius)), device=means.device)  # [bones]
         self.log_radii = torch.nn.Parameter(log_radii)
@@ -149,6 +156,8 @@ class SkeletonDeformation(Deformation):
         # it, a bone's about its parent joint) and the root's translation.
         self.rotations = torch.nn.Parameter(torch.zeros(knots, len(joints), 4, device=means.device))
         self.translations = torch.nn.Parameter(torch.zeros(knots, 3, device=means.device))
+        # A bone's log-length change, per knot and joint (the bone ending there; the root's is unused).
+        self.stretches = torch.nn.Parameter(torch.zeros(knots, len(joints), device=means.device)) if stretch else None
         free = torch.ones(knots, 1, device=means.device)
         if rig.anchor_frame is not None and rig.anchor_frame < knots:
             free[rig.anchor_frame] = 0.0
@@ -158,29 +167,30 @@ class SkeletonDeformation(Deformation):
 
     # ----- pose and kinematics ----------------------------------------------------------------
 
-    def pose(self, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Rotation residuals [B, J, 4] and root translations [B, 3] at times `t` [B], linear between the knots."""
-        knots = self.rotations.shape[0]
-        rotations = self.rotations * self.free[:, :, None]  # [K, J, 4]
-        translations = self.translations * self.free  # [K, 3]
-        if knots == 1:
-            return rotations.expand(len(t), -1, -1), translations.expand(len(t), -1)
-        u = (t.to(rotations) + 1) * 0.5 * (knots - 1)  # [B] in knot units
-        low = u.floor().clamp(0, knots - 2).long()
+    def pose(self, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Rotation residuals [B, J, 4], root translations [B, 3] and bone log-lengths [B, J] (0 without stretch)
+        at times `t` [B], linear between the knots."""
+        stretches = torch.zeros_like(self.rotations[..., 0]) if self.stretches is None else self.stretches
+        knots = [knot * _leading(self.free[:, 0], knot) for knot in (self.rotations, self.translations, stretches)]
+        count = self.rotations.shape[0]
+        if count == 1:
+            return tuple(knot.expand(len(t), *knot.shape[1:]) for knot in knots)
+        u = (t.to(self.rotations) + 1) * 0.5 * (count - 1)  # [B] in knot units
+        low = u.floor().clamp(0, count - 2).long()
         w = (u - low).clamp(0, 1)  # [B]
-        rotation = torch.lerp(rotations[low], rotations[low + 1], w[:, None, None])
-        return rotation, torch.lerp(translations[low], translations[low + 1], w[:, None])
+        return tuple(torch.lerp(knot[low], knot[low + 1], _leading(w, knot)) for knot in knots)
 
-    def kinematics(self, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Forward kinematics at times `t` [B]: world rotations per joint (unit quats [B, J, 4]) and each joint's
-        displacement from its rest position [B, J, 3].
+    def kinematics(self, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Forward kinematics at times `t` [B]: world rotations per joint (unit quats [B, J, 4]), each joint's
+        displacement from its rest position [B, J, 3] and each bone's length factor s [B, J].
 
-        Displacements are built up as D_j = (R_j - I)(c_j - c_p) + D_p (D_root = T) rather than as positions,
-        so they are exactly 0 at the rest pose.
+        Displacements are built up as D_j = (s_j R_j - I)(c_j - c_p) + D_p (D_root = T) rather than as
+        positions, so they are exactly 0 at the rest pose.
         """
-        residuals, translation = self.pose(t)
+        residuals, translation, log_lengths = self.pose(t)
         local = unit_quats(residuals)  # [B, J, 4]
         matrices = quat_to_matrix(local)  # [B, J, 3, 3]
+        factors = torch.exp(log_lengths)  # [B, J] exactly 1 where the log-length is 0
         eye = torch.eye(3, dtype=matrices.dtype, device=matrices.device)
         world_quats, world, moved = {}, {}, {}  # joint -> [B, 4], [B, 3, 3], [B, 3]
         for j in self.order:
@@ -190,13 +200,21 @@ class SkeletonDeformation(Deformation):
                 continue
             world_quats[j] = quat_multiply(world_quats[p], local[:, j])
             world[j] = world[p] @ matrices[:, j]
-            moved[j] = (world[j] - eye) @ (self.joints[j] - self.joints[p]) + moved[p]
+            scaled = world[j] * factors[:, j, None, None]
+            moved[j] = (scaled - eye) @ (self.joints[j] - self.joints[p]) + moved[p]
         joints = range(len(self.parents))
-        return torch.stack([world_quats[j] for j in joints], dim=1), torch.stack([moved[j] for j in joints], dim=1)
+        world_quats = torch.stack([world_quats[j] for j in joints], dim=1)
+        return world_quats, torch.stack([moved[j] for j in joints], dim=1), factors
 
     def joints_at(self, t: torch.Tensor) -> torch.Tensor:
         """The posed joints [B, J, 3] at times `t` [B]."""
         return self.joints + self.kinematics(t)[1]
+
+    def stretch_penalty(self, t: torch.Tensor) -> torch.Tensor | None:
+        """Mean squared bone log-length change at times `t` [B]; None with fixed lengths."""
+        if self.stretches is None:
+            return None
+        return self.pose(t)[2][:, self.bones].square().mean()
 
     def skinning_weights(self, points: torch.Tensor) -> torch.Tensor:
         """Weights [P, bones] (rows sum to 1) binding `points` [P, 3] to the bones' rest segments."""
@@ -213,12 +231,17 @@ class SkeletonDeformation(Deformation):
             turned, scaled = quats.expand(len(t), *quats.shape), log_scales.expand(len(t), *log_scales.shape)
         else:
             shifted, turned, scaled = self.residual(means, quats, log_scales, t)  # [B, N, ...]
-        world_quats, moved = self.kinematics(t)  # [B, J, 4], [B, J, 3]
+        world_quats, moved, factors = self.kinematics(t)  # [B, J, 4], [B, J, 3], [B, J]
         bone_quats = world_quats[:, self.bones]  # [B, bones, 4]
         pivots = self.joints[self.bone_parents]  # [bones, 3] a bone turns about its parent joint...
         offsets = moved[:, self.bone_parents]  # [B, bones, 3] ...which has moved by this
         eye = torch.eye(3, dtype=means.dtype, device=means.device)
-        linear = quat_to_matrix(bone_quats) - eye  # [B, bones, 3, 3]
+        turns = quat_to_matrix(bone_quats)  # [B, bones, 3, 3]
+        if self.stretches is not None:  # R S, S = I + (s - 1) u u^T: longer along the bone, as thick across it
+            along = torch.einsum("bkij,kj->bki", turns, self.directions)  # [B, bones, 3] R u
+            stretch = (factors[:, self.bones] - 1)[..., None, None]  # [B, bones, 1, 1]
+            turns = turns + stretch * along[..., :, None] * self.directions[:, None, :]
+        linear = turns - eye  # [B, bones, 3, 3]
         weights = self.skinning_weights(means)  # [N, bones], bound at the canonical centres
         # x' = x + sum_b w_b ((R_b - I)(x - pivot_b) + offset_b), split so no [B, N, bones, 3, 3] is formed.
         blended = torch.einsum("nk,bkij->bnij", weights, linear)  # [B, N, 3, 3]
@@ -247,7 +270,11 @@ class SkeletonDeformation(Deformation):
     def param_groups(self, lr: float) -> list[dict]:
         """The pose at pose_lr_scale x `lr`, the skinning radii at `lr`, the residual's own groups."""
         groups = [
-            {"params": [self.rotations, self.translations], "lr": self.pose_lr_scale * lr, "name": "pose"},
+            {
+                "params": [p for p in (self.rotations, self.translations, self.stretches) if p is not None],
+                "lr": self.pose_lr_scale * lr,
+                "name": "pose",
+            },  # fmt: skip
             {"params": [self.log_radii], "lr": lr, "name": "skinning"},
         ]
         if self.residual is not None:
@@ -270,3 +297,8 @@ class SkeletonDeformation(Deformation):
         if self.residual is None:
             raise DynaPoseError("the skeleton field has no residual hexplane (residual: null) for a plane prior")
         return self.residual
+
+
+def _leading(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """`values` [K] shaped to scale `like` [K, ...] along its first axis."""
+    return values.view(-1, *(1,) * (like.dim() - 1))
