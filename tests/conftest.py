@@ -85,7 +85,8 @@ def dynamic_stage(tiny_synthetic_config, tmp_path):
     from dynapose4d.gaussians import GaussianModel
     from dynapose4d.priors import PriorContext, build_prior
     from dynapose4d.run import Run
-    from dynapose4d.stages.dynamic import DynamicStage, lifted_rig, seeded_deformation, template_detector
+    from dynapose4d.stages.dynamic import DynamicStage, template_detector
+    from dynapose4d.stages.phi import lifted_rig, seeded_deformation
 
     def build(*overrides: str, detector=None) -> DynamicStage:
         cfg = tiny_synthetic_config(*overrides)

@@ -12,7 +12,7 @@ from dynapose4d.checkpoint import load_checkpoint
 from dynapose4d.eval.motion import keypoint_error_3d
 from dynapose4d.gaussians import GaussianModel
 from dynapose4d.pipeline import run
-from dynapose4d.stages import dynamic
+from dynapose4d.stages import dynamic, phi
 from dynapose4d.stages.terms import DynamicBatch
 
 
@@ -124,9 +124,9 @@ def test_deformation_init_does_not_depend_on_earlier_random_draws(tiny_synthetic
     """Every ablation variant must start from the same phi, whatever ran before it in the process."""
     settings = tiny_synthetic_config().dynamic.deformation
     means = torch.rand(50, 3, generator=torch.Generator().manual_seed(0))  # [N, 3]
-    first = dynamic.seeded_deformation(settings, means, seed=0).state_dict()  # what from_run builds phi with
+    first = phi.seeded_deformation(settings, means, seed=0).state_dict()  # what from_run builds phi with
     torch.rand(1000)  # e.g. another stage's training
-    second = dynamic.seeded_deformation(settings, means, seed=0).state_dict()
+    second = phi.seeded_deformation(settings, means, seed=0).state_dict()
     for key in first:
         assert torch.equal(first[key], second[key]), key
 

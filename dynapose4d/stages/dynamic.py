@@ -19,21 +19,18 @@ import logging
 from collections.abc import Callable
 
 import torch
-from omegaconf import DictConfig
 
 from ..cameras import Cameras, orbit_cameras, reference_camera
 from ..checkpoint import load_checkpoint, non_finite
 from ..data.driving import draw_keypoints
 from ..data.image import WHITE, composite, resize_square
 from ..data.support import SupportKeypoints
-from ..deform import DEFORMATIONS, Deformation, build_deformation, normalised_time
-from ..deform.anchored import AnchoredDeformation
-from ..deform.skeleton import Rig
+from ..deform import DEFORMATIONS, Deformation, normalised_time
 from ..errors import DynaPoseError
 from ..eval.heldout import score_heldout
 from ..eval.motion import keypoint_error_3d
 from ..gaussians import GaussianModel
-from ..keypoints import TemplateMatchingDetector, lift_keypoints, project_points
+from ..keypoints import TemplateMatchingDetector, project_points
 from ..media import write_video
 from ..priors import Prior, PriorContext, ViewBatch, build_prior, draw_noise_seeds, prior_choices
 from ..priors.zero123 import SDS_SETTINGS
@@ -44,6 +41,7 @@ from ..run import Run
 from ..schedules import exponential_lr, render_size
 from . import STAGES
 from .keypoints import load_detector
+from .phi import anchored, lift_support, lifted_rig, load_trained, seeded_deformation, support_at
 from .terms import DYNAMIC_TERMS, DynamicBatch, build_terms, loss_schema
 from .training import TrainingStage
 
@@ -122,7 +120,7 @@ class DynamicStage(TrainingStage):
                         "renders only; kml_mode=lift compares the posed joints directly (benchmarks/RESULTS.md, "
                         "issue 28)", self.settings.deformation.name)  # fmt: skip
         if self.settings.anchor_frame is not None:
-            self.deformation = self._anchored(self.deformation, self.settings.anchor_frame)
+            self.deformation = anchored(self.deformation, self.settings.anchor_frame, self.num_frames)
         self.deformation.to(device)
         if self.settings.loss.kml > 0:
             self._prepare_keypoint_match(keypoints, detector, scale)
@@ -181,11 +179,6 @@ class DynamicStage(TrainingStage):
             {**static, "means": means[b], "quats": quats[b], "scales": torch.exp(log_scales[b])}
             for b in range(len(frames))
         ]
-
-    def _anchored(self, field: Deformation, frame: int) -> AnchoredDeformation:
-        if frame >= self.num_frames:
-            raise DynaPoseError(f"dynamic.anchor_frame={frame}, but the driving video has {self.num_frames} frames")
-        return AnchoredDeformation(field, normalised_time(torch.tensor(float(frame)), self.num_frames).item())
 
     def _prepare_keypoint_match(self, keypoints: Keypoints | None, detector: Callable | None, scale: float) -> None:
         """Driving keypoints at render size, and the lifted support points or the detector KML compares them to."""
@@ -334,11 +327,7 @@ class DynamicStage(TrainingStage):
         return state
 
     def load_state_dict(self, state: dict) -> None:
-        self.deformation.load_state_dict(state["deformation"])
-        if "model" in state:  # the Gaussians trained with phi; their number is the static model's
-            with torch.no_grad():
-                for key, value in state["model"].items():
-                    self.model.params[key].copy_(value)
+        load_trained(state, self.deformation, self.model)
 
     def write_outputs(self) -> None:
         write_dynamic_outputs(self)
@@ -352,44 +341,6 @@ def render_cameras(gaussians: dict, cameras: Cameras, backgrounds: torch.Tensor,
         backgrounds=backgrounds, backend=backend,
     )  # fmt: skip
     return colors.clamp(0, 1), alphas
-
-
-def seeded_deformation(settings: DictConfig, means: torch.Tensor, seed: int, rig: Rig | None = None) -> Deformation:
-    """phi as `dynamic.deformation` describes it, around the canonical centres `means` [N, 3] (and on `rig`,
-    for a field that needs one).
-
-    Its initial weights come from the global RNG: seeding it here makes them independent of
-    which stages ran before in this process (a resumed run, a sweep, the ablation).
-    """
-    torch.manual_seed(seed)
-    return build_deformation(settings.name, settings, means, rig)
-
-
-@torch.no_grad()
-def lift_support(cfg: DictConfig, model: GaussianModel, support: SupportKeypoints) -> torch.Tensor:
-    """The support keypoints lifted onto the static `model`: [N, 3] points on their viewing rays at the
-    model's expected depth in the reference view (rendered at dynamic.render_size)."""
-    size, camera = cfg.dynamic.render_size, cfg.static.camera
-    device = model.params["means"].device
-    view = reference_camera(size, size, camera.radius, camera.fovy, camera.elevation).to(device)
-    colors, alphas, _ = rasterize(
-        **model.activated(), viewmats=view.viewmats, Ks=view.Ks, width=size, height=size,
-        render_mode="RGB+ED", backend=cfg.render.backend,
-    )  # fmt: skip
-    depth = colors[0, ..., 3:]  # [S, S, 1]
-    return lift_keypoints(support_at(support, size).to(device), depth, alphas[0], view.viewmats[0], view.Ks[0])
-
-
-def lifted_rig(cfg: DictConfig, model: GaussianModel, support: SupportKeypoints, num_frames: int) -> Rig:
-    """The support skeleton on the static model, for a field that `needs_rig` (deformation=skeleton)."""
-    joints = lift_support(cfg, model, support)  # [N, 3]
-    log.info("dynamic: %d support keypoints lifted onto the static model as the skeleton's joints", len(joints))
-    return Rig(joints, list(support.skeleton), num_frames, cfg.dynamic.anchor_frame)
-
-
-def support_at(support: SupportKeypoints, size: int) -> torch.Tensor:
-    """The support keypoints [N, 2] in the pixels of a `size`² render of the input image."""
-    return support.points * size / support.image_size[1]
 
 
 def keypoint_detector(run: Run, support: SupportKeypoints) -> Callable:

@@ -1,0 +1,97 @@
+"""phi as a run builds it: seeded, on the lifted support skeleton where the field needs one, anchored, restored.
+
+The dynamic stage trains it; the exports (dynapose4d/export) move meshes with the trained one,
+so both build it here, the same way.
+"""
+
+import logging
+
+import torch
+from omegaconf import DictConfig
+
+from ..cameras import reference_camera
+from ..checkpoint import load_checkpoint
+from ..data.support import SupportKeypoints
+from ..deform import DEFORMATIONS, Deformation, build_deformation, normalised_time
+from ..deform.anchored import AnchoredDeformation
+from ..deform.skeleton import Rig
+from ..errors import DynaPoseError
+from ..gaussians import GaussianModel
+from ..keypoints import lift_keypoints
+from ..render import rasterize
+from ..run import Run
+
+log = logging.getLogger(__name__)
+
+
+def seeded_deformation(settings: DictConfig, means: torch.Tensor, seed: int, rig: Rig | None = None) -> Deformation:
+    """phi as `dynamic.deformation` describes it, around the canonical centres `means` [N, 3] (and on `rig`,
+    for a field that needs one).
+
+    Its initial weights come from the global RNG: seeding it here makes them independent of
+    which stages ran before in this process (a resumed run, a sweep, the ablation).
+    """
+    torch.manual_seed(seed)
+    return build_deformation(settings.name, settings, means, rig)
+
+
+@torch.no_grad()
+def lift_support(cfg: DictConfig, model: GaussianModel, support: SupportKeypoints) -> torch.Tensor:
+    """The support keypoints lifted onto the static `model`: [N, 3] points on their viewing rays at the
+    model's expected depth in the reference view (rendered at dynamic.render_size)."""
+    size, camera = cfg.dynamic.render_size, cfg.static.camera
+    device = model.params["means"].device
+    view = reference_camera(size, size, camera.radius, camera.fovy, camera.elevation).to(device)
+    colors, alphas, _ = rasterize(
+        **model.activated(), viewmats=view.viewmats, Ks=view.Ks, width=size, height=size,
+        render_mode="RGB+ED", backend=cfg.render.backend,
+    )  # fmt: skip
+    depth = colors[0, ..., 3:]  # [S, S, 1]
+    return lift_keypoints(support_at(support, size).to(device), depth, alphas[0], view.viewmats[0], view.Ks[0])
+
+
+def lifted_rig(cfg: DictConfig, model: GaussianModel, support: SupportKeypoints, num_frames: int) -> Rig:
+    """The support skeleton on the static model, for a field that `needs_rig` (deformation=skeleton)."""
+    joints = lift_support(cfg, model, support)  # [N, 3]
+    log.info("dynamic: %d support keypoints lifted onto the static model as the skeleton's joints", len(joints))
+    return Rig(joints, list(support.skeleton), num_frames, cfg.dynamic.anchor_frame)
+
+
+def support_at(support: SupportKeypoints, size: int) -> torch.Tensor:
+    """The support keypoints [N, 2] in the pixels of a `size`² render of the input image."""
+    return support.points * size / support.image_size[1]
+
+
+def anchored(field: Deformation, frame: int, num_frames: int) -> AnchoredDeformation:
+    """`field` pinned to the identity at driving frame `frame` of `num_frames` (dynamic.anchor_frame)."""
+    if frame >= num_frames:
+        raise DynaPoseError(f"dynamic.anchor_frame={frame}, but the driving video has {num_frames} frames")
+    return AnchoredDeformation(field, normalised_time(torch.tensor(float(frame)), num_frames).item())
+
+
+def load_trained(state: dict, deformation: Deformation, model: GaussianModel) -> None:
+    """A dynamic checkpoint's phi, and its Gaussians where they trained with phi (optimize_gaussians)."""
+    deformation.load_state_dict(state["deformation"])
+    if "model" in state:  # the Gaussians trained with phi; their number is the static model's
+        with torch.no_grad():
+            for key, value in state["model"].items():
+                model.params[key].copy_(value)
+
+
+@torch.no_grad()
+def trained_motion(run: Run) -> tuple[GaussianModel, Deformation, int]:
+    """The finished dynamic stage's canonical Gaussians and phi, on the CPU, and its number of driving frames:
+    what an export moves. No prior is built and no weights are loaded."""
+    path = run.checkpoint_path("dynamic")
+    if not path.exists():
+        raise DynaPoseError(f"no dynamic model at {path}: run the dynamic stage first")
+    settings, model = run.cfg.dynamic, run.static_model()
+    num_frames = len(run.driving_frames())
+    rig = None
+    if DEFORMATIONS[settings.deformation.name].component.needs_rig:
+        rig = lifted_rig(run.cfg, model, run.keypoints()[0], num_frames)
+    deformation = seeded_deformation(settings.deformation, model.params["means"].detach(), run.cfg.seed, rig)
+    if settings.anchor_frame is not None:
+        deformation = anchored(deformation, settings.anchor_frame, num_frames)
+    load_trained(load_checkpoint(path), deformation, model)
+    return model, deformation.eval(), num_frames
