@@ -11,6 +11,7 @@ from the constants the code itself dispatches on, so they cannot drift.
 
 from .data.skeleton import JOINT_COUNT
 from .data.synthetic import KINDS
+from .export import FORMATS as MESH_FORMATS
 from .render import BACKENDS
 from .rules import ANGLE, COUNT, PATH, AnyOf, Boolean, Choice, Integer, ListOf, Nullable, Number, Pattern, Text
 from .run import BACKGROUNDS
@@ -22,6 +23,15 @@ SYNTHETIC = {
     "num_frames": COUNT,
     "num_gaussians": Integer(min=JOINT_COUNT),  # at least one per joint
     "seed": Integer(),
+}
+
+# configs/mesh/default.yaml: dynapose4d/export's settings
+MESH = {
+    "resolution": Integer(min=8),
+    "threshold": Number(above=0),
+    "face_budget": Nullable(Integer(min=4)),
+    "min_piece_fraction": Number(min=0, below=1),
+    "format": Choice(*MESH_FORMATS),
 }
 
 # configs/train.yaml's own keys, and the groups that belong to no stage
@@ -49,6 +59,7 @@ TRAIN = {
     "viewer_port": Integer(min=0, max=65535),  # 0: any free port (printed)
     "viewer_every": COUNT,
     "render": {"backend": Choice(*BACKENDS)},
+    "mesh": MESH,
 }
 
 

@@ -13,7 +13,7 @@ only through these accessors:
       static/                   checkpoint.pt, model.ply, renders/
       video/                    frames/NNN.png, driving.mp4, candidates/ (SVD)
       keypoints/                support.json, keypoints.json, overlay.mp4
-      dynamic/                  checkpoint.pt, frames/NNN.ply, renders/{reference,orbit}.mp4
+      dynamic/                  checkpoint.pt, frames/NNN.ply, renders/{reference,orbit}.mp4, mesh/ (scripts/export.py)
       superseded/<time>/        outputs made from a stage that was redone (and the old input/ when the inputs changed)
 Each stage directory holds DONE once its outputs were verified (see checkpoint.mark_done).
 """

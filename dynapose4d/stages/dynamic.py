@@ -70,6 +70,7 @@ SETTINGS = {
     "neighbours": COUNT,
     "checkpoint_every": COUNT,
     "orbit_frames": COUNT,
+    "export_mesh": Boolean(),
 }
 
 
@@ -387,6 +388,12 @@ def write_dynamic_outputs(stage: DynamicStage) -> None:
         ]
     )
     write_video(stage_dir / "renders" / "orbit.mp4", orbit_video, fps=cfg.video.fps)
+    if cfg.dynamic.export_mesh:  # scripts/export.py does the same for a finished run
+        from ..export.animated import export_animated_mesh  # trimesh and pygltflib load only when asked for
+
+        mesh_dir = stage_dir / "mesh"
+        export_animated_mesh(stage.model, stage.deformation, stage.num_frames, cfg.mesh, mesh_dir, cfg.video.fps,
+                             cfg.mesh.format)  # fmt: skip
 
     sample = run.ground_truth
     if sample is not None:
