@@ -147,7 +147,8 @@ class SkeletonDeformation(Deformation):
         self.register_buffer("joints", joints)  # [J, 3]
         vectors = joints[self.bones] - joints[self.bone_parents]  # [bones, 3] rest bones, parent to child
         lengths = vectors.norm(dim=-1)  # [bones]
-        self.register_buffer("directions", vectors / lengths[:, None].clamp_min(1e-12))  # [bones, 3]
+        # [bones, 3]; derived from the joints, so not saved: checkpoints from before stretch load as they are
+        self.register_buffer("directions", vectors / lengths[:, None].clamp_min(1e-12), persistent=False)
         radius = skin_radius * lengths.median().clamp_min(1e-6)
         log_radii = torch.full((len(self.bones),), float(torch.log(radius)), device=means.device)  # [bones]
         self.log_radii = torch.nn.Parameter(log_radii)

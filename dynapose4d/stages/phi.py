@@ -93,5 +93,9 @@ def trained_motion(run: Run) -> tuple[GaussianModel, Deformation, int]:
     deformation = seeded_deformation(settings.deformation, model.params["means"].detach(), run.cfg.seed, rig)
     if settings.anchor_frame is not None:
         deformation = anchored(deformation, settings.anchor_frame, num_frames)
-    load_trained(load_checkpoint(path), deformation, model)
+    try:
+        load_trained(load_checkpoint(path), deformation, model)
+    except (KeyError, RuntimeError) as error:  # another version's or another config's phi
+        detail = f"{type(error).__name__}: {error}"
+        raise DynaPoseError(f"{path} does not fit this run's dynamic settings ({detail})") from None
     return model, deformation.eval(), num_frames
