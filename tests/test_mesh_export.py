@@ -9,6 +9,7 @@ import pytest
 import torch
 import trimesh
 from conftest import TINY_SYNTHETIC, compose_config
+from test_glb_in_browser import assert_valid, needs_validator
 from test_gltf_export import read_accessor, read_glb
 
 from dynapose4d.deform import normalised_time
@@ -71,6 +72,12 @@ def test_the_glb_moves_the_canonical_mesh_by_phi_as_phi_moves_the_splats(finishe
             GaussianModel.load_ply(finished_run / "dynamic" / "frames" / f"{frame:03d}.ply").params["means"].detach()
         )
         np.testing.assert_allclose(splats[frame], saved.numpy(), atol=1e-5)
+
+
+@needs_validator
+def test_the_runs_glb_passes_the_khronos_validator(finished_run):
+    report = assert_valid(finished_run / "dynamic" / "mesh" / "animated.glb")
+    assert report["info"]["totalVertexCount"] == len(glb_frames(finished_run / "dynamic" / "mesh" / "animated.glb")[0])
 
 
 def test_scripts_export_writes_one_obj_per_frame_and_names_what_is_wrong(finished_run, tmp_path):
