@@ -14,6 +14,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
+from omegaconf import OmegaConf  # noqa: E402
+
+from dynapose4d.cli import CONFIG_DIR  # noqa: E402
 from dynapose4d.errors import DynaPoseError  # noqa: E402
 from dynapose4d.export import FORMATS  # noqa: E402
 from dynapose4d.export.animated import export_run  # noqa: E402
@@ -33,7 +36,8 @@ def main() -> None:
     args = arguments().parse_intermixed_args()  # key=value overrides before or after --format
     logging.basicConfig(format="%(levelname)s: %(message)s", level=logging.INFO)
     try:
-        paths = export_run(args.run_dir, args.format, args.overrides)
+        defaults = OmegaConf.load(CONFIG_DIR / "mesh" / "default.yaml")
+        paths = export_run(args.run_dir, defaults, args.format, args.overrides)
     except DynaPoseError as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)

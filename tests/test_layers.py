@@ -13,7 +13,7 @@ LAYERS = [
     ("scene", {"cameras", "gaussians", "render", "densify"}),
     ("data and models", {"data", "pretrained", "keypoints", "keypoint_tracking", "deform", "losses", "priors"}),
     ("runs and scores", {"run", "run_dir", "eval", "weights", "data.inputs"}),  # inputs: read into a run
-    ("stages", {"stages", "config_schema", "validation", "viewer"}),
+    ("stages", {"stages", "config_schema", "validation", "viewer", "export"}),  # export: moves meshes by phi
     ("application", {"pipeline", "sweeps", "cli"}),
 ]  # fmt: skip
 LAYER = {name: index for index, (_, names) in enumerate(LAYERS) for name in names}

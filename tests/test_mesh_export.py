@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 import trimesh
-from conftest import TINY_SYNTHETIC, compose_config
+from conftest import CONFIG_DIR, TINY_SYNTHETIC, compose_config
+from omegaconf import OmegaConf
 from test_glb_in_browser import assert_valid, needs_validator
 from test_gltf_export import read_accessor, read_glb
 
@@ -21,6 +22,7 @@ from dynapose4d.run import Run
 from dynapose4d.stages.phi import trained_motion
 
 ROOT = Path(__file__).resolve().parents[1]
+MESH_DEFAULTS = OmegaConf.load(Path(CONFIG_DIR) / "mesh" / "default.yaml")
 MESH = ["mesh.resolution=40", "mesh.face_budget=3000", "mesh.threshold=0.3"]  # 6 static steps: a faint model
 
 
@@ -93,8 +95,8 @@ def test_scripts_export_writes_one_obj_per_frame_and_names_what_is_wrong(finishe
         assert len(mesh.faces) == len(faces)
 
     with pytest.raises(DynaPoseError, match=r"unknown setting\(s\) mesh.resolutoin, static.iterations"):
-        export_run(finished_run, "glb", ["mesh.resolutoin=8", "static.iterations=3"])
+        export_run(finished_run, MESH_DEFAULTS, "glb", ["mesh.resolutoin=8", "static.iterations=3"])
     with pytest.raises(DynaPoseError, match="not a run directory"):
-        export_run(tmp_path, "glb")
+        export_run(tmp_path, MESH_DEFAULTS, "glb")
     result = subprocess.run([*command[:2], str(tmp_path)], capture_output=True, text=True, cwd=tmp_path)
     assert result.returncode == 2 and result.stderr.startswith("error: ") and "Traceback" not in result.stderr

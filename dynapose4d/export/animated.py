@@ -17,7 +17,6 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from ..cli import CONFIG_DIR
 from ..deform import Deformation, normalised_time
 from ..errors import DynaPoseError
 from ..gaussians import GaussianModel
@@ -73,16 +72,17 @@ def export_animated_mesh(
     return paths
 
 
-def export_run(run_dir: Path, fmt: str | None = None, overrides: list[str] = ()) -> list[Path]:
+def export_run(run_dir: Path, defaults: DictConfig, fmt: str | None = None, overrides: list[str] = ()) -> list[Path]:
     """scripts/export.py: the finished run in `run_dir` as an animated mesh in `fmt` (None: mesh.format), with
-    `mesh.KEY=VALUE` overrides."""
+    `mesh.KEY=VALUE` overrides of its `mesh` settings, or of `defaults` (configs/mesh/default.yaml) for a run
+    that has none."""
     run_dir = Path(run_dir)
     configs = [run_dir / RUN_CONFIG_DIR / name for name in ("config.resume.yaml", "config.yaml")]
     config_file = next((path for path in configs if path.exists()), None)
     if config_file is None:
         raise DynaPoseError(f"{run_dir} is not a run directory: it has no {RUN_CONFIG_DIR}/config.yaml")
     config = OmegaConf.load(config_file)
-    settings = OmegaConf.merge(OmegaConf.load(CONFIG_DIR / "mesh" / "default.yaml"), config.get("mesh") or {})
+    settings = OmegaConf.merge(defaults, config.get("mesh") or {})
     keys = [item.split("=", 1)[0] if "=" in item else item for item in overrides]
     unknown = [key for key in keys if key.removeprefix("mesh.") not in settings or not key.startswith("mesh.")]
     if unknown:
