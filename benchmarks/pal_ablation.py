@@ -109,10 +109,12 @@ def check_unique_names(jobs: list[Job]) -> None:
             raise ValueError(f"{first} and {job.sample.directory} are both named {job.sample.name!r} in sample.json")
 
 
-def builtin_variants(kml_weight: float, scl_weight: float) -> dict[str, list[str]]:
-    """The PAL ablation: the reference-view loss alone, with each PAL term, and with both."""
+def builtin_variants(kml_weight: float, scl_weight: float | None) -> dict[str, list[str]]:
+    """The PAL ablation: the reference-view loss alone, with each PAL term, and with both (an SCL weight of
+    None: each field's own, its scl_weight)."""
     kml_off, scl_off = "dynamic.loss.kml=0", "dynamic.loss.scl=0"
-    kml_on, scl_on = f"dynamic.loss.kml={kml_weight}", f"dynamic.loss.scl={scl_weight}"
+    scl = "null" if scl_weight is None else scl_weight
+    kml_on, scl_on = f"dynamic.loss.kml={kml_weight}", f"dynamic.loss.scl={scl}"
     return {"Ref": [kml_off, scl_off], "Ref+SCL": [kml_off, scl_on], "Ref+KML": [kml_on, scl_off],
             "Ref+PAL": [kml_on, scl_on]}  # fmt: skip
 
@@ -144,7 +146,7 @@ def compose_config(overrides: list[str]):
         return compose(config_name="train", overrides=overrides)
 
 
-def default_loss_weights(job: Job, extra: list[str]) -> tuple[float, float]:
+def default_loss_weights(job: Job, extra: list[str]) -> tuple[float, float | None]:
     """(KML, SCL) weights of the config the runs compose: what Ref+KML, Ref+SCL and Ref+PAL switch on."""
     loss = compose_config([*job.overrides(), *extra]).dynamic.loss
     return loss.kml, loss.scl

@@ -82,6 +82,13 @@ def record_config(cfg: DictConfig, run_dir: Path, overrides: list[str] | None = 
         OmegaConf.save(OmegaConf.create(overrides), config_file.with_name(config_file.stem + ".overrides.yaml"))
 
 
+def recorded_config(run_dir: Path) -> DictConfig | None:
+    """The config the run in `run_dir` last ran with (a resume's, else the first run's); None when it has none."""
+    configs = [Path(run_dir) / CONFIG_DIR / name for name in ("config.resume.yaml", "config.yaml")]
+    config_file = next((path for path in configs if path.exists()), None)
+    return None if config_file is None else OmegaConf.load(config_file)
+
+
 def _warn_about_changes(previous: DictConfig, current: DictConfig) -> None:
     before = _flatten(OmegaConf.to_container(previous, resolve=True))
     now = _flatten(OmegaConf.to_container(current, resolve=True))

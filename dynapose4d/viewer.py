@@ -107,9 +107,9 @@ def load_run_scene(run_dir: Path) -> RunScene:
     from .data.driving import draw_keypoints
     from .data.image import WHITE, composite
     from .run import Run
+    from .run_dir import recorded_config
 
-    config_file = Path(run_dir) / ".hydra" / "config.yaml"
-    config = OmegaConf.load(config_file) if config_file.exists() else OmegaConf.create()
+    config = recorded_config(Path(run_dir)) or OmegaConf.create()
     run = Run(config, Path(run_dir), torch.device("cpu"))
     frames = [Splats.of(GaussianModel.load_ply(path).activated())
               for path in sorted((run.stage_dir("dynamic") / "frames").glob("*.ply"))]  # fmt: skip

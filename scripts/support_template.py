@@ -6,6 +6,8 @@ The image is prepared exactly as `scripts/train.py image=cat.png` prepares it (m
 to `--border-ratio`, `--size` pixels), so the points in support.json are in the pixels of the
 image the keypoints stage sees. support.png beside it shows the numbered points and skeleton;
 move points or edit the skeleton in the JSON, then train with `keypoints.support=support.json`.
+Once the points sit on the subject's joints and the skeleton's edges are its bones, set "joints": true,
+so `dynamic/deformation=auto` poses a skeleton on them (left false, the run uses the free hexplane).
 """
 
 import argparse
@@ -34,7 +36,10 @@ def main() -> None:
     except DynaPoseError as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
-    print(f"wrote {args.output} and {Path(args.output).with_suffix('.png')}")
+    print(
+        f'wrote {args.output} and {Path(args.output).with_suffix(".png")}; it says "joints": false until you '
+        "move the points onto the joints and set it to true"
+    )
 
 
 if __name__ == "__main__":

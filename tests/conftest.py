@@ -44,7 +44,8 @@ TINY_TRAINING = [
     "dynamic.novel_view_sizes=[[0,32],[0.5,48]]",
     "dynamic.checkpoint_every=2",
     "dynamic.orbit_frames=4",
-    "dynamic.deformation.resolution=[16,16,16,2]",
+    "dynamic.deformation.otherwise.resolution=[16,16,16,2]",  # deformation=auto's hexplane
+    "dynamic.deformation.when_joints.residual.resolution=[8,8,8,2]",  # and its skeleton's residual
 ]
 TINY_SYNTHETIC = ["experiment=synthetic", "image_size=48", "synthetic.num_frames=2", "synthetic.num_gaussians=400",
                   *TINY_TRAINING]  # fmt: skip
@@ -62,7 +63,7 @@ def compose_config(overrides: list[str]):
 def tiny_synthetic_config(tmp_path):
     def build(*extra: str):
         overrides = TINY_SYNTHETIC
-        if any(item.startswith("dynamic/deformation=") for item in extra):  # another field: the hexplane's key goes
+        if any(item.startswith("dynamic/deformation=") for item in extra):  # another field: auto's keys go
             overrides = [item for item in overrides if not item.startswith("dynamic.deformation.")]
         return compose_config([*overrides, f"output_dir={tmp_path / 'outputs'}", *extra])
 
@@ -81,12 +82,11 @@ def dynamic_stage(tiny_synthetic_config, tmp_path):
     """
     from dynapose4d.data.support import SupportKeypoints
     from dynapose4d.data.synthetic import build_sample, make_subject
-    from dynapose4d.deform import DEFORMATIONS
     from dynapose4d.gaussians import GaussianModel
     from dynapose4d.priors import PriorContext, build_prior
     from dynapose4d.run import Run
     from dynapose4d.stages.dynamic import DynamicStage, template_detector
-    from dynapose4d.stages.phi import lifted_rig, seeded_deformation
+    from dynapose4d.stages.phi import build_phi, chosen_settings
 
     def build(*overrides: str, detector=None) -> DynamicStage:
         cfg = tiny_synthetic_config(*overrides)
@@ -95,16 +95,16 @@ def dynamic_stage(tiny_synthetic_config, tmp_path):
         sample = build_sample(subject, cfg.image_size, eval_azimuths=(90,))
         model = GaussianModel.from_tensors(subject.gaussians_at(0))
         tracks = sample.keypoints.frames  # [T, N, 2]
-        support = SupportKeypoints(tracks[0], sample.keypoints.bones, sample.keypoints.names, (cfg.image_size,) * 2)
+        names, bones, joints = sample.keypoints.names, sample.keypoints.bones, sample.keypoints.joints
+        support = SupportKeypoints(tracks[0], bones, names, (cfg.image_size,) * 2, joints)
         keypoints = (support, tracks, torch.ones(tracks.shape[:2]))
-        rigged = DEFORMATIONS[cfg.dynamic.deformation.name].component.needs_rig
-        rig = lifted_rig(cfg, model, support, len(sample.driving_video)) if rigged else None
-        deformation = seeded_deformation(cfg.dynamic.deformation, model.params["means"].detach(), cfg.seed, rig)
+        settings = chosen_settings(cfg.dynamic, support)
+        deformation = build_phi(cfg, settings, model, support, len(sample.driving_video))
         if detector is None and cfg.dynamic.kml_mode == "render":
             detector = template_detector(sample.image, support, cfg.dynamic.render_size, CPU)
         prior = build_prior(PriorContext(cfg.dynamic, "dynamic", sample.driving_video, cfg.static.camera, CPU))
         run = Run(cfg, tmp_path / "parts", CPU)
-        return DynamicStage(run, model, sample.driving_video, deformation, prior, keypoints, detector)
+        return DynamicStage(run, settings, model, sample.driving_video, deformation, prior, keypoints, detector)
 
     return build
 

@@ -31,8 +31,8 @@ TINY_4D = [
     "image_size=48", "static.prior=none", "static.iterations=3", "static.num_points=200", "static.render_size=48",
     "static.orbit_views=2", "stages=[static,video,dynamic]", "dynamic.loss.kml=0", "dynamic.iterations=2",
     "dynamic.batch_size=2", "dynamic.render_size=48", "dynamic.orbit_frames=2", "dynamic.checkpoint_every=1",
-    "dynamic.deformation.resolution=[16,16,16,2]", "static.novel_view_sizes=[[0,32],[0.5,48]]",
-    "dynamic.novel_view_sizes=[[0,32]]", "dynamic.views_per_frame=1",
+    "dynamic/deformation=hexplane", "dynamic.deformation.resolution=[16,16,16,2]",
+    "static.novel_view_sizes=[[0,32],[0.5,48]]", "dynamic.novel_view_sizes=[[0,32]]", "dynamic.views_per_frame=1",
 ]  # fmt: skip
 
 

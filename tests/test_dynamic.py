@@ -122,7 +122,7 @@ def _render(trainer, gaussians):
 
 def test_deformation_init_does_not_depend_on_earlier_random_draws(tiny_synthetic_config):
     """Every ablation variant must start from the same phi, whatever ran before it in the process."""
-    settings = tiny_synthetic_config().dynamic.deformation
+    settings = tiny_synthetic_config().dynamic.deformation.otherwise  # deformation=auto's hexplane
     means = torch.rand(50, 3, generator=torch.Generator().manual_seed(0))  # [N, 3]
     first = phi.seeded_deformation(settings, means, seed=0).state_dict()  # what from_run builds phi with
     torch.rand(1000)  # e.g. another stage's training

@@ -64,7 +64,7 @@ class TranslationDeformation(Deformation):
     def rest_points(self, means):
         return means
 """
-TOY_DEFORMATION_CONFIG = "name: toy_translation\nbins: 4\n"
+TOY_DEFORMATION_CONFIG = "name: toy_translation\nscl_weight: 10000.0\nbins: 4\n"
 
 # "Add a prior": novel views should be half grey, a stand-in for a real score.
 TOY_PRIOR = """
@@ -154,7 +154,7 @@ def test_add_a_deformation(plugin, tmp_path):
     configs = tmp_path / "configs" / "dynamic" / "deformation"  # beside configs/dynamic/deformation/hexplane.yaml
     configs.mkdir(parents=True)
     (configs / "toy_translation.yaml").write_text(TOY_DEFORMATION_CONFIG)
-    tiny = [override for override in TINY_SYNTHETIC if "deformation" not in override]  # the hexplane's size
+    tiny = [override for override in TINY_SYNTHETIC if "deformation" not in override]  # auto's sizes
     config = compose_config([
         *tiny, f"output_dir={tmp_path / 'outputs'}", f"plugins=[{module}]",
         f"hydra.searchpath=[file://{tmp_path / 'configs'}]", "dynamic/deformation=toy_translation",

@@ -146,7 +146,8 @@ def test_plane_priors_need_the_hexplane():
 def test_a_run_with_every_prior_trains_and_logs_each(tiny_synthetic_config):
     from dynapose4d.pipeline import run
 
-    run_dir = run(tiny_synthetic_config("dynamic.loss.rigidity=100", "dynamic.loss.isometry=100",
+    run_dir = run(tiny_synthetic_config("dynamic/deformation=hexplane", "dynamic.deformation.resolution=[16,16,16,2]",
+                                        "dynamic.loss.rigidity=100", "dynamic.loss.isometry=100",
                                         "dynamic.loss.arap=1000", "dynamic.loss.plane_tv=0.01",
                                         "dynamic.loss.time_smoothness=0.01"))  # fmt: skip
     header = (run_dir / "tb" / "dynamic" / "losses.csv").read_text().splitlines()[0].split(",")

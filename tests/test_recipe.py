@@ -229,13 +229,13 @@ def test_dynamic_defaults_are_dreamgaussian4d(dynamic_stage):
     # The paper's eq. 4: the detector on the driving frame vs on the render (the synthetic ablation measured lift).
     assert defaults.dynamic.kml_mode == "render" and compose_config(["experiment=synthetic"]).dynamic.kml_mode == "lift"
     assert list(defaults.dynamic.novel_view_sizes) == [[0.0, 128], [0.3, 256], [0.6, 512]]
-    hexplane = defaults.dynamic.deformation  # 4d.yaml `deformation`
+    hexplane = defaults.dynamic.deformation.otherwise  # 4d.yaml `deformation`; auto's field for automatic support
     assert list(hexplane.resolution) == [32, 32, 32, 12] and list(hexplane.multires) == [1]
     assert (hexplane.feature_dim, hexplane.width, hexplane.depth, hexplane.bounds) == (32, 64, 1, 1.6)
 
     iterations = 6  # with the Gaussians trained, as DG4D HEAD: its rates and schedule
-    trainer = dynamic_stage(f"dynamic.iterations={iterations}", "dynamic.deformation.resolution=[8,8,8,2]",
-                            "dynamic.optimize_gaussians=true")  # fmt: skip
+    trainer = dynamic_stage(f"dynamic.iterations={iterations}", "dynamic/deformation=hexplane",
+                            "dynamic.deformation.resolution=[8,8,8,2]", "dynamic.optimize_gaussians=true")  # fmt: skip
     field = trainer.deformation
     assert torch.equal(field.center, torch.zeros(3)) and torch.equal(field.half_size, torch.full((3,), 1.6))
     seen = {}

@@ -69,9 +69,11 @@ def test_save_load_round_trip_is_exact(tmp_path):
         skeleton=[(0, 1), (2, 1)],
         names=["nose", "tail", "paw"],
         image_size=(20, 30),
+        joints=False,
     )
     save_support(tmp_path / "support.json", support)
     loaded = load_support(tmp_path / "support.json", (20, 30), expected_count=3)
+    assert loaded.joints is False
     assert torch.equal(loaded.points, support.points)
     assert loaded.points.dtype == torch.float32
     assert loaded.skeleton == support.skeleton
@@ -84,6 +86,7 @@ def test_optional_fields_default_to_numbered_names_and_the_spanning_tree(tmp_pat
     write_json(tmp_path / "s.json", {"image_size": [10, 10], "keypoints": points})
     loaded = load_support(tmp_path / "s.json", (10, 10))
     assert loaded.names == ["kp0", "kp1", "kp2", "kp3"]
+    assert loaded.joints is True  # a file of the user's own: its points are taken as joints
     assert loaded.skeleton == minimum_spanning_tree(torch.tensor(points))
     assert sorted(tuple(sorted(edge)) for edge in loaded.skeleton) == [(0, 2), (1, 2), (1, 3)]
 
@@ -123,6 +126,7 @@ VALID = {"image_size": [20, 30], "keypoints": [[1, 2], [3.5, 4]]}
         ({**VALID, "skeleton": "0-1"}, None, '"skeleton" must be a list'),
         ({**VALID, "names": ["a"]}, None, "has 1 names for 2 keypoints"),
         ({**VALID, "names": ["a", 2]}, None, '"names" must be a list of strings'),
+        ({**VALID, "joints": "yes"}, None, '"joints" must be true or false'),
     ],
 )
 def test_bad_files_raise_one_clear_line(tmp_path, content, expected_count, message):
@@ -198,6 +202,7 @@ def test_template_writes_json_and_numbered_preview(tmp_path):
     loaded = load_support(tmp_path / "template.json", (60, 80), expected_count=14)
     assert torch.equal(loaded.points, automatic_support(mask, count=14).points)
     assert loaded.skeleton == written.skeleton and loaded.names == written.names
+    assert not loaded.joints and not automatic_support(mask, count=14).joints  # spread over the mask, not joints
     preview = load_png(tmp_path / "template.png")  # [sH, sW, 3]
     assert preview.shape == (60 * 9, 80 * 9, 3)  # upscaled by 9 = ceil(512 / 60)
     red = (preview[..., 0] > 0.8) & (preview[..., 1] < 0.2) & (preview[..., 2] < 0.2)

@@ -99,16 +99,26 @@ MISTAKES = [  # overrides, the start of the line that must name the problem
     (["image_size=-5"], "image_size=-5: must be an integer >= 16"),
     (["dynamic.kml_mode=bogus"], "dynamic.kml_mode='bogus': must be one of lift, render"),
     (["dynamic.prior=zeroo123"], "dynamic.prior='zeroo123': must be one of none, oracle, stable_zero123, zero123"),
-    (["+dynamic.deformation.foo=1"], "dynamic.deformation.foo: unknown key for dynamic/deformation=hexplane (takes: "),
+    (["+dynamic.deformation.foo=1"], "dynamic.deformation.foo: unknown key for dynamic/deformation=auto (takes: "),
+    (
+        ["dynamic/deformation=hexplane", "+dynamic.deformation.foo=1"],
+        "dynamic.deformation.foo: unknown key for dynamic/deformation=hexplane (takes: ",
+    ),
     (
         ["dynamic/deformation=sparse_control", "+dynamic.deformation.resolution=[1,2]"],
         "dynamic.deformation.resolution: unknown key for dynamic/deformation=sparse_control, it belongs to "
         "dynamic/deformation=hexplane",
     ),
     (
-        ["dynamic.deformation.resolution=[32,32,32]"],
+        ["dynamic/deformation=hexplane", "dynamic.deformation.resolution=[32,32,32]"],
         "dynamic.deformation.resolution=[32, 32, 32]: must be a list of 4 items",
     ),
+    (  # deformation=auto's branches are checked as the fields they hold
+        ["dynamic.deformation.otherwise.resolution=[32,32,32]"],
+        "dynamic.deformation.otherwise.resolution=[32, 32, 32]: must be a list of 4 items",
+    ),
+    (["dynamic.deformation.when_joints.scl_weight=-1"], "dynamic.deformation.when_joints.scl_weight=-1: must be"),
+    (["dynamic.loss.scl=-1"], "dynamic.loss.scl=-1: must be"),
     (["static.novel_view_sizes=[[0.5,128]]"], "static.novel_view_sizes=[[0.5, 128]]: must start at ratio 0"),
     (["dynamic.novel_view_sizes=[[0,128],[0.5,4]]"], "dynamic.novel_view_sizes=[[0, 128], [0.5, 4]]: size 4 "),
     (["static.sds.max_timestep=[0.98]"], "static.sds.max_timestep=[0.98]: must be a pair [a, b], each a number"),
@@ -185,7 +195,7 @@ def test_the_error_is_a_dynapose_error_with_a_counted_header():
 def test_the_group_option_decides_its_keys():
     """The selector is checked first; with an unknown option the group's other keys are not judged."""
     assert problems(["dynamic.deformation.name=mesh"]) == [
-        "dynamic.deformation.name='mesh': must be one of hexplane, skeleton, sparse_control"
+        "dynamic.deformation.name='mesh': must be one of auto, hexplane, skeleton, sparse_control"
     ]
 
 

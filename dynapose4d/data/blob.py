@@ -41,6 +41,7 @@ class WobblingBlob(GaussianSubject):
     world transform x_world = scale * field(x, phase) + shift that the framing sets."""
 
     kind = KIND
+    has_joints = False  # material points joined by their spanning tree
 
     def __init__(self, num_frames: int, gaussians: dict, keypoints: torch.Tensor, parents: list[int], motion: dict):
         self.num_frames = num_frames

@@ -21,7 +21,8 @@ sample=<dir>` trains on it and scores the result at its own held-out cameras.
       "keypoints": {                                  optional; keypoints=oracle reads them
         "names": [N names], "bones": [[i, j], ...],
         "frames": [T x N x [x, y]],                   pixels of the driving frames (0.5 = a pixel's centre)
-        "frames3d": [T x N x [x, y, z]]               optional: the same points in world units, every frame
+        "frames3d": [T x N x [x, y, z]],              optional: the same points in world units, every frame
+        "joints": true                                optional: false when the points are not joints (a blob's)
       }
     }
     VIEW = {"elevation": deg, "azimuth": deg}         an orbit camera; "radius" and "fovy" default to the reference's
@@ -72,6 +73,7 @@ class SampleKeypoints:
     bones: list[tuple[int, int]]
     frames: torch.Tensor  # [T, N, 2] (x, y)
     frames3d: torch.Tensor | None = None  # [T, N, 3] the points in world units: the 3D keypoint error's truth
+    joints: bool = True  # the points are joints and the bones between them bones (False: e.g. surface points)
 
     @property
     def support(self) -> torch.Tensor:
@@ -163,6 +165,7 @@ def save_sample(sample: Sample, directory) -> None:
             "names": keypoints.names,
             "bones": [list(bone) for bone in keypoints.bones],
             "frames": keypoints.frames.tolist(),
+            "joints": keypoints.joints,
         }
         if keypoints.frames3d is not None:
             meta["keypoints"]["frames3d"] = keypoints.frames3d.tolist()
@@ -266,7 +269,10 @@ def _keypoints(meta: dict, frames: int) -> SampleKeypoints | None:
         raise SampleError("sample.json: keypoints.bones must index keypoints.names")
     if not torch.isfinite(points).all():
         raise SampleError("sample.json: keypoints.frames holds non-finite values")
-    return SampleKeypoints(names, bones, points, _keypoints_3d(entry, frames, len(names)))
+    joints = entry.get("joints", True)
+    if not isinstance(joints, bool):
+        raise SampleError(f"sample.json: keypoints.joints must be true or false, got {joints!r}")
+    return SampleKeypoints(names, bones, points, _keypoints_3d(entry, frames, len(names)), joints)
 
 
 def _keypoints_3d(entry: dict, frames: int, count: int) -> torch.Tensor | None:

@@ -27,6 +27,7 @@ class GaussianSubject:
 
     kind: str
     num_frames: int
+    has_joints: bool = True  # its keypoints are joints and `parents` its bones (False: points on a smooth body)
 
     def gaussians_at(self, frame: float) -> dict[str, torch.Tensor]:
         raise NotImplementedError

@@ -7,7 +7,8 @@ They come from a JSON file the user writes (or edits, starting from `write_suppo
 
 JSON format:
 
-    {"image_size": [H, W], "keypoints": [[x, y], ...], "skeleton": [[i, j], ...], "names": ["...", ...]}
+    {"image_size": [H, W], "keypoints": [[x, y], ...], "skeleton": [[i, j], ...], "names": ["...", ...],
+     "joints": true}
 
 - `image_size`: height and width in pixels of the image the points were placed on.
 - `keypoints`: one [x, y] per keypoint, in pixels of that image: x to the right and y down from its
@@ -18,6 +19,10 @@ JSON format:
   edge listed once. Without it, the edges are the minimum spanning tree of the points (the edges of
   least total length that connect them all).
 - `names` (optional): one name per keypoint; the default is "kp0", "kp1", ... "kp<N-1>".
+- `joints` (optional, default true): whether the points are the subject's joints and the skeleton's edges its
+  bones. `dynamic/deformation=auto` poses a skeleton on joints and uses a free field otherwise. The template
+  `write_support_template` writes says false, since its points are spread over the mask: set it to true once
+  they sit on the joints.
 """
 
 import json
@@ -48,6 +53,7 @@ class SupportKeypoints:
     skeleton: list[tuple[int, int]]  # edges as pairs of 0-based indices into points
     names: list[str]  # [N]
     image_size: tuple[int, int]  # (height, width) of the image the points are on
+    joints: bool = True  # the points are joints and the skeleton their bones; False: spread over the mask
 
 
 def load_support(path: str | Path, image_size: tuple[int, int], expected_count: int | None = None) -> SupportKeypoints:
@@ -63,7 +69,10 @@ def load_support(path: str | Path, image_size: tuple[int, int], expected_count: 
     points = (points * scale).float()  # [N, 2] on the image the run uses
     skeleton = _skeleton(data, path, points)
     names = _names(data, path, len(points))
-    return SupportKeypoints(points, skeleton, names, (int(image_size[0]), int(image_size[1])))
+    joints = data.get("joints", True)
+    if not isinstance(joints, bool):
+        raise DynaPoseError(f'{path}: "joints" must be true or false, got {joints!r}')
+    return SupportKeypoints(points, skeleton, names, (int(image_size[0]), int(image_size[1])), joints)
 
 
 def save_support(path: str | Path, support: SupportKeypoints) -> None:
@@ -73,7 +82,8 @@ def save_support(path: str | Path, support: SupportKeypoints) -> None:
         f'  "image_size": {json.dumps(list(support.image_size))},\n'
         f'  "keypoints": {_json_rows(support.points.tolist())},\n'
         f'  "skeleton": {_json_rows([[int(i), int(j)] for i, j in support.skeleton])},\n'
-        f'  "names": {json.dumps(support.names)}\n'
+        f'  "names": {json.dumps(support.names)},\n'
+        f'  "joints": {json.dumps(support.joints)}\n'
         "}\n"
     )
     Path(path).parent.mkdir(parents=True, exist_ok=True)
@@ -117,7 +127,8 @@ def automatic_support(mask: Tensor, count: int = DEFAULT_COUNT) -> SupportKeypoi
     first = int((pixels - centroid).norm(dim=1).argmax())
     points = pixels[farthest_points(pixels, count, first)].float()  # [N, 2]
     names = [f"kp{index}" for index in range(count)]
-    return SupportKeypoints(points, minimum_spanning_tree(points), names, (mask.shape[0], mask.shape[1]))
+    size = (mask.shape[0], mask.shape[1])
+    return SupportKeypoints(points, minimum_spanning_tree(points), names, size, joints=False)
 
 
 def minimum_spanning_tree(points: Tensor) -> list[tuple[int, int]]:

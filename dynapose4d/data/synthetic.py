@@ -298,7 +298,9 @@ def build_sample(
         train_views=train_views,
         train_renders=torch.stack(training),
         reference=reference,
-        keypoints=SampleKeypoints(list(subject.joint_names), bones, pixels.reshape(subject.num_frames, -1, 2), joints),
+        keypoints=SampleKeypoints(
+            list(subject.joint_names), bones, pixels.reshape(subject.num_frames, -1, 2), joints, subject.has_joints
+        ),
         name=name or subject.kind,
         kind=subject.kind,
     )

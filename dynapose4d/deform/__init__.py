@@ -30,6 +30,7 @@ from ..registry import Registry
 
 # name -> the field and its settings' schema; every module of this package is imported on first use
 DEFORMATIONS = Registry("deformation", __name__)
+NOT_ARGUMENTS = ("name", "scl_weight")  # keys of a field's config that are not its constructor's
 
 
 def normalised_time(frames: torch.Tensor, num_frames: int) -> torch.Tensor:
@@ -96,12 +97,13 @@ class Deformation(torch.nn.Module):
 def build_deformation(name: str, settings: Mapping, means: torch.Tensor, rig=None) -> Deformation:
     """The deformation registered as `name` for canonical centres `means` [N, 3].
 
-    `settings` is its config group (dynamic.deformation): every key but `name` is a constructor
-    argument, checked against the field's registered schema before the run starts. A field that
+    `settings` is its config group (dynamic.deformation): every key but `name` and `scl_weight` (the SCL
+    weight the dynamic stage trains it with) is a constructor argument, checked against the field's
+    registered schema before the run starts. A field that
     `needs_rig` also takes `rig` (skeleton.Rig), the support skeleton lifted onto the static model.
     """
     field = DEFORMATIONS[name].component
-    arguments = {key: value for key, value in settings.items() if key != "name"}
+    arguments = {key: value for key, value in settings.items() if key not in NOT_ARGUMENTS}
     if field.needs_rig:
         if rig is None:
             raise DynaPoseError(f"dynamic/deformation={name} is built on the support keypoints: it needs a rig")

@@ -22,6 +22,7 @@ from ..errors import DynaPoseError
 from ..gaussians import GaussianModel
 from ..run import Run
 from ..run_dir import CONFIG_DIR as RUN_CONFIG_DIR
+from ..run_dir import recorded_config
 from ..stages.phi import trained_motion
 from . import FORMATS
 from .gltf import write_animated_glb, write_frame_meshes
@@ -77,11 +78,9 @@ def export_run(run_dir: Path, defaults: DictConfig, fmt: str | None = None, over
     `mesh.KEY=VALUE` overrides of its `mesh` settings, or of `defaults` (configs/mesh/default.yaml) for a run
     that has none."""
     run_dir = Path(run_dir)
-    configs = [run_dir / RUN_CONFIG_DIR / name for name in ("config.resume.yaml", "config.yaml")]
-    config_file = next((path for path in configs if path.exists()), None)
-    if config_file is None:
+    config = recorded_config(run_dir)
+    if config is None:
         raise DynaPoseError(f"{run_dir} is not a run directory: it has no {RUN_CONFIG_DIR}/config.yaml")
-    config = OmegaConf.load(config_file)
     settings = OmegaConf.merge(defaults, config.get("mesh") or {})
     keys = [item.split("=", 1)[0] if "=" in item else item for item in overrides]
     unknown = [key for key in keys if key.removeprefix("mesh.") not in settings or not key.startswith("mesh.")]

@@ -19,13 +19,14 @@ import logging
 from collections.abc import Callable
 
 import torch
+from omegaconf import DictConfig
 
 from ..cameras import Cameras, orbit_cameras, reference_camera
 from ..checkpoint import load_checkpoint, non_finite
 from ..data.driving import draw_keypoints
 from ..data.image import WHITE, composite, resize_square
 from ..data.support import SupportKeypoints
-from ..deform import DEFORMATIONS, Deformation, normalised_time
+from ..deform import Deformation, normalised_time
 from ..errors import DynaPoseError
 from ..eval.heldout import score_heldout
 from ..eval.motion import keypoint_error_3d
@@ -36,12 +37,21 @@ from ..priors import Prior, PriorContext, ViewBatch, build_prior, draw_noise_see
 from ..priors.zero123 import SDS_SETTINGS
 from ..render import rasterize
 from ..render.views import ORBIT_ELEVATION, render_views
-from ..rules import COUNT, LR, MODEL, SIZE, Boolean, Choice, Integer, Nullable, SizeSchedule, Variants
+from ..rules import COUNT, LR, MODEL, SIZE, WEIGHT, Boolean, Choice, Integer, Nullable, SizeSchedule
 from ..run import Run
 from ..schedules import exponential_lr, render_size
 from . import STAGES
 from .keypoints import load_detector
-from .phi import anchored, lift_support, lifted_rig, load_trained, seeded_deformation, support_at
+from .phi import (
+    anchored,
+    build_phi,
+    chosen_settings,
+    deformation_schema,
+    lift_support,
+    load_trained,
+    needs_support,
+    support_at,
+)
 from .terms import DYNAMIC_TERMS, DynamicBatch, build_terms, loss_schema
 from .training import TrainingStage
 
@@ -79,8 +89,8 @@ def settings_schema() -> dict:
     return {
         **SETTINGS,
         "prior": Choice(*prior_choices()),
-        "loss": loss_schema(DYNAMIC_TERMS),
-        "deformation": Variants("name", **{entry.name: entry.schema for entry in DEFORMATIONS}),
+        "loss": {**loss_schema(DYNAMIC_TERMS), "scl": Nullable(WEIGHT)},  # null: the field's own (stages/phi.py)
+        "deformation": deformation_schema(),
     }
 
 
@@ -94,6 +104,7 @@ class DynamicStage(TrainingStage):
     def __init__(
         self,
         run: Run,
+        settings: DictConfig,  # run.cfg.dynamic with the field chosen and the SCL weight set (phi.chosen_settings)
         model: GaussianModel,  # the static Gaussians: the canonical model phi deforms
         frames: torch.Tensor,  # [T, H, W, 4] the driving video, RGBA
         deformation: Deformation,  # phi around the model's centres; anchored here when dynamic.anchor_frame is set
@@ -101,7 +112,7 @@ class DynamicStage(TrainingStage):
         keypoints: Keypoints | None = None,  # the keypoints stage's output: needed when dynamic.loss.kml > 0
         detector: Callable | None = None,  # renders [B, S, S, 3] -> keypoints [B, N, 2], for kml_mode=render
     ):
-        super().__init__(run, run.cfg.dynamic)
+        super().__init__(run, settings)
         cfg, device = self.cfg, self.device
         size = self.settings.render_size
         scale = size / frames.shape[1]  # keypoints are in driving-frame pixels
@@ -137,16 +148,15 @@ class DynamicStage(TrainingStage):
         context = PriorContext(settings, NAME, frames, run.cfg.static.camera, device, lambda: run.ground_truth)
         prior = build_prior(context)
         model = run.static_model().to(device)
-        rigged = DEFORMATIONS[settings.deformation.name].component.needs_rig
-        keypoints = detector = rig = None
-        if settings.loss.kml > 0 or rigged:  # without KML or a rig the keypoints stage may be skipped
+        keypoints = detector = None
+        if settings.loss.kml > 0 or needs_support(settings.deformation):  # else the keypoints stage may be skipped
             keypoints = run.keypoints()
-        if rigged:
-            rig = lifted_rig(run.cfg, model, keypoints[0], len(frames))
-        deformation = seeded_deformation(settings.deformation, model.params["means"].detach(), run.cfg.seed, rig)
+        support = None if keypoints is None else keypoints[0]
+        settings = chosen_settings(settings, support)
+        deformation = build_phi(run.cfg, settings, model, support, len(frames))
         if settings.loss.kml > 0 and settings.kml_mode == "render":
-            detector = keypoint_detector(run, keypoints[0])
-        return cls(run, model, frames, deformation, prior, keypoints, detector)
+            detector = keypoint_detector(run, support)
+        return cls(run, settings, model, frames, deformation, prior, keypoints, detector)
 
     # ----- Stage ----------------------------------------------------------------------------
 

@@ -98,7 +98,8 @@ def oracle_keypoints(run: Run) -> tuple[SupportKeypoints, torch.Tensor]:
     """The ground-truth sample's keypoints: support points on the input image and [T, N, 2] per driving frame."""
     sample = run.ground_truth
     keypoints, size = sample.keypoints, tuple(sample.image.shape[:2])
-    return SupportKeypoints(keypoints.support, list(keypoints.bones), list(keypoints.names), size), keypoints.frames
+    support = SupportKeypoints(keypoints.support, list(keypoints.bones), list(keypoints.names), size, keypoints.joints)
+    return support, keypoints.frames
 
 
 def tracked_keypoints(run: Run, support: SupportKeypoints, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

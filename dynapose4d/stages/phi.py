@@ -1,13 +1,20 @@
-"""phi as a run builds it: seeded, on the lifted support skeleton where the field needs one, anchored, restored.
+"""phi as a run builds it: the field chosen, seeded, on the lifted support skeleton where the field needs one,
+anchored, restored.
 
 The dynamic stage trains it; the exports (dynapose4d/export) move meshes with the trained one,
 so both build it here, the same way.
+
+`dynamic/deformation=auto` (the default) chooses the field by what the keypoints stage found: the support
+skeleton (deformation=skeleton) when the support points are joints (a keypoints.support file saying
+"joints": true, or a ground-truth sample's joints), the hexplane when they were spread over the mask
+(data/support.py), where an edge may cross a joint and the skeleton measured no gain (benchmarks/RESULTS.md,
+issue 28). `dynamic.loss.scl: null` takes the chosen field's own SCL weight, its config's `scl_weight`.
 """
 
 import logging
 
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from ..cameras import reference_camera
 from ..checkpoint import load_checkpoint
@@ -19,9 +26,55 @@ from ..errors import DynaPoseError
 from ..gaussians import GaussianModel
 from ..keypoints import lift_keypoints
 from ..render import rasterize
+from ..rules import WEIGHT, Variants
 from ..run import Run
 
 log = logging.getLogger(__name__)
+AUTO = "auto"
+WHEN_JOINTS, OTHERWISE = "when_joints", "otherwise"  # auto's branches: each one field's config
+
+
+def deformation_schema() -> Variants:
+    """dynamic.deformation's rules: each registered field's keys and its `scl_weight`, and auto's two branches."""
+    fields = {entry.name: {**entry.schema, "scl_weight": WEIGHT} for entry in DEFORMATIONS}
+    branches = {branch: Variants("name", **fields) for branch in (WHEN_JOINTS, OTHERWISE)}
+    return Variants("name", **{AUTO: branches}, **fields)
+
+
+def needs_support(field: DictConfig) -> bool:
+    """Whether building the field `field` (dynamic.deformation) reads the support keypoints."""
+    return field.name == AUTO or DEFORMATIONS[field.name].component.needs_rig
+
+
+def chosen_settings(settings: DictConfig, support: SupportKeypoints | None) -> DictConfig:
+    """The `dynamic` settings a run trains with: deformation=auto replaced by the field it picks for `support`,
+    and a null loss.scl by the field's `scl_weight` (a copy, resolved; logged)."""
+    chosen = OmegaConf.create(OmegaConf.to_container(settings, resolve=True))
+    field = chosen.deformation
+    if field.name == AUTO:
+        if support is None:
+            raise DynaPoseError("dynamic/deformation=auto chooses the field by the support keypoints: run the "
+                                "keypoints stage, or choose one, e.g. dynamic/deformation=hexplane")  # fmt: skip
+        field = field[WHEN_JOINTS] if support.joints else field[OTHERWISE]
+        reason = ("the support keypoints are joints" if support.joints else
+                  'the support keypoints were spread over the mask, not placed on joints (a keypoints.support file '
+                  'saying "joints": true gets the skeleton)')  # fmt: skip
+        log.info("dynamic: deformation=auto chose %s: %s", field.name, reason)
+    if chosen.loss.scl is None:
+        chosen.loss.scl = field.scl_weight
+        log.info("dynamic: SCL weight %g, %s's own (dynamic.loss.scl=... sets another)", field.scl_weight, field.name)
+    chosen.deformation = field
+    return chosen
+
+
+def build_phi(cfg: DictConfig, settings: DictConfig, model: GaussianModel, support: SupportKeypoints | None,
+              num_frames: int) -> Deformation:  # fmt: skip
+    """phi as the chosen `settings` (`chosen_settings`) describe it, around the static `model`: seeded, and on
+    the support skeleton lifted onto the model when the field `needs_rig`. Not anchored yet."""
+    rig = None
+    if DEFORMATIONS[settings.deformation.name].component.needs_rig:
+        rig = lifted_rig(cfg, model, support, num_frames)
+    return seeded_deformation(settings.deformation, model.params["means"].detach(), cfg.seed, rig)
 
 
 def seeded_deformation(settings: DictConfig, means: torch.Tensor, seed: int, rig: Rig | None = None) -> Deformation:
@@ -87,10 +140,9 @@ def trained_motion(run: Run) -> tuple[GaussianModel, Deformation, int]:
         raise DynaPoseError(f"no dynamic model at {path}: run the dynamic stage first")
     settings, model = run.cfg.dynamic, run.static_model()
     num_frames = len(run.driving_frames())
-    rig = None
-    if DEFORMATIONS[settings.deformation.name].component.needs_rig:
-        rig = lifted_rig(run.cfg, model, run.keypoints()[0], num_frames)
-    deformation = seeded_deformation(settings.deformation, model.params["means"].detach(), run.cfg.seed, rig)
+    support = run.keypoints()[0] if needs_support(settings.deformation) else None
+    settings = chosen_settings(settings, support)
+    deformation = build_phi(run.cfg, settings, model, support, num_frames)
     if settings.anchor_frame is not None:
         deformation = anchored(deformation, settings.anchor_frame, num_frames)
     try:
