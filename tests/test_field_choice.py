@@ -47,6 +47,13 @@ def test_points_spread_over_the_mask_get_the_hexplane(caplog):
     assert "deformation=auto chose hexplane" in caplog.text and '"joints": true gets the skeleton' in caplog.text
 
 
+def test_too_few_joints_for_a_skeleton_get_the_hexplane(caplog):
+    two = SupportKeypoints(torch.tensor([[10.5, 10.5], [20.5, 12.5]]), [(0, 1)], ["a", "b"], (48, 48), joints=True)
+    with caplog.at_level(logging.INFO, logger="dynapose4d.stages.phi"):
+        chosen = chosen_settings(compose_config([]).dynamic, two)
+    assert chosen.deformation.name == "hexplane" and "2 support keypoints are too few for a skeleton" in caplog.text
+
+
 def test_an_scl_weight_on_the_command_line_wins_over_the_fields():
     settings = compose_config(["dynamic.loss.scl=5"]).dynamic
     assert chosen_settings(settings, three_points(joints=True)).loss.scl == 5

@@ -8,7 +8,7 @@ so both build it here, the same way.
 skeleton (deformation=skeleton) when the support points are joints (a keypoints.support file saying
 "joints": true, or a ground-truth sample's joints), the hexplane when they were spread over the mask
 (data/support.py), where an edge may cross a joint and the skeleton measured no gain (benchmarks/RESULTS.md,
-issue 28). `dynamic.loss.scl: null` takes the chosen field's own SCL weight, its config's `scl_weight`.
+issue 28), or are too few for a skeleton. `dynamic.loss.scl: null` takes the chosen field's own SCL weight, its config's `scl_weight`.
 """
 
 import logging
@@ -21,7 +21,7 @@ from ..checkpoint import load_checkpoint
 from ..data.support import SupportKeypoints
 from ..deform import DEFORMATIONS, Deformation, build_deformation, normalised_time
 from ..deform.anchored import AnchoredDeformation
-from ..deform.skeleton import Rig
+from ..deform.skeleton import MIN_JOINTS, Rig
 from ..errors import DynaPoseError
 from ..gaussians import GaussianModel
 from ..keypoints import lift_keypoints
@@ -55,16 +55,23 @@ def chosen_settings(settings: DictConfig, support: SupportKeypoints | None) -> D
         if support is None:
             raise DynaPoseError("dynamic/deformation=auto chooses the field by the support keypoints: run the "
                                 "keypoints stage, or choose one, e.g. dynamic/deformation=hexplane")  # fmt: skip
-        field = field[WHEN_JOINTS] if support.joints else field[OTHERWISE]
-        reason = ("the support keypoints are joints" if support.joints else
-                  'the support keypoints were spread over the mask, not placed on joints (a keypoints.support file '
-                  'saying "joints": true gets the skeleton)')  # fmt: skip
+        field, reason = auto_choice(field, support)
         log.info("dynamic: deformation=auto chose %s: %s", field.name, reason)
     if chosen.loss.scl is None:
         chosen.loss.scl = field.scl_weight
         log.info("dynamic: SCL weight %g, %s's own (dynamic.loss.scl=... sets another)", field.scl_weight, field.name)
     chosen.deformation = field
     return chosen
+
+
+def auto_choice(auto: DictConfig, support: SupportKeypoints) -> tuple[DictConfig, str]:
+    """deformation=auto's field for `support` (one of its branches), and why."""
+    if not support.joints:
+        return auto[OTHERWISE], ('the support keypoints were spread over the mask, not placed on joints (a '
+                                 'keypoints.support file saying "joints": true gets the skeleton)')  # fmt: skip
+    if len(support.points) < MIN_JOINTS:
+        return auto[OTHERWISE], f"{len(support.points)} support keypoints are too few for a skeleton ({MIN_JOINTS})"
+    return auto[WHEN_JOINTS], "the support keypoints are joints"
 
 
 def build_phi(cfg: DictConfig, settings: DictConfig, model: GaussianModel, support: SupportKeypoints | None,
