@@ -76,6 +76,18 @@ def test_the_glb_moves_the_canonical_mesh_by_phi_as_phi_moves_the_splats(finishe
         np.testing.assert_allclose(splats[frame], saved.numpy(), atol=1e-5)
 
 
+def test_a_run_trained_with_gsplat_exports_on_a_machine_without_cuda(finished_run):
+    """Rebuilding phi renders nothing (the skeleton's joints are the checkpoint's), so the run's render.backend,
+    which this machine may not have, is never asked for."""
+    config = compose_config([*TINY_SYNTHETIC, f"run_dir={finished_run}", "render=gsplat"])
+    model, deformation, count = trained_motion(Run(config, finished_run, torch.device("cpu")))
+    t = normalised_time(torch.arange(count, dtype=torch.float32), count)
+    with torch.no_grad():
+        last = deformation.deform_points(model.params["means"].detach(), t)[-1]  # [N, 3]
+    saved = GaussianModel.load_ply(finished_run / "dynamic" / "frames" / f"{count - 1:03d}.ply").params["means"]
+    np.testing.assert_allclose(last.numpy(), saved.detach().numpy(), atol=1e-5)
+
+
 @needs_validator
 def test_the_runs_glb_passes_the_khronos_validator(finished_run):
     report = assert_valid(finished_run / "dynamic" / "mesh" / "animated.glb")

@@ -8,7 +8,8 @@ so both build it here, the same way.
 skeleton (deformation=skeleton) when the support points are joints (a keypoints.support file saying
 "joints": true, or a ground-truth sample's joints), the hexplane when they were spread over the mask
 (data/support.py), where an edge may cross a joint and the skeleton measured no gain (benchmarks/RESULTS.md,
-issue 28), or are too few for a skeleton. `dynamic.loss.scl: null` takes the chosen field's own SCL weight, its config's `scl_weight`.
+issue 28), or are too few for a skeleton. `dynamic.loss.scl: null` takes the chosen field's own SCL weight,
+its config's `scl_weight`.
 """
 
 import logging
@@ -75,12 +76,17 @@ def auto_choice(auto: DictConfig, support: SupportKeypoints) -> tuple[DictConfig
 
 
 def build_phi(cfg: DictConfig, settings: DictConfig, model: GaussianModel, support: SupportKeypoints | None,
-              num_frames: int) -> Deformation:  # fmt: skip
+              num_frames: int, joints: torch.Tensor | None = None) -> Deformation:  # fmt: skip
     """phi as the chosen `settings` (`chosen_settings`) describe it, around the static `model`: seeded, and on
-    the support skeleton lifted onto the model when the field `needs_rig`. Not anchored yet."""
+    the support skeleton when the field `needs_rig`, with `joints` [N, 3] as trained (a checkpoint's), or else
+    lifted onto the model now. Not anchored yet."""
     rig = None
     if DEFORMATIONS[settings.deformation.name].component.needs_rig:
-        rig = lifted_rig(cfg, model, support, num_frames)
+        if joints is None:
+            joints = lift_support(cfg, model, support)  # [N, 3]
+            log.info("dynamic: %d support keypoints lifted onto the static model as the skeleton's joints",
+                     len(joints))  # fmt: skip
+        rig = Rig(joints, list(support.skeleton), num_frames, cfg.dynamic.anchor_frame)
     return seeded_deformation(settings.deformation, model.params["means"].detach(), cfg.seed, rig)
 
 
@@ -110,13 +116,6 @@ def lift_support(cfg: DictConfig, model: GaussianModel, support: SupportKeypoint
     return lift_keypoints(support_at(support, size).to(device), depth, alphas[0], view.viewmats[0], view.Ks[0])
 
 
-def lifted_rig(cfg: DictConfig, model: GaussianModel, support: SupportKeypoints, num_frames: int) -> Rig:
-    """The support skeleton on the static model, for a field that `needs_rig` (deformation=skeleton)."""
-    joints = lift_support(cfg, model, support)  # [N, 3]
-    log.info("dynamic: %d support keypoints lifted onto the static model as the skeleton's joints", len(joints))
-    return Rig(joints, list(support.skeleton), num_frames, cfg.dynamic.anchor_frame)
-
-
 def support_at(support: SupportKeypoints, size: int) -> torch.Tensor:
     """The support keypoints [N, 2] in the pixels of a `size`² render of the input image."""
     return support.points * size / support.image_size[1]
@@ -141,7 +140,8 @@ def load_trained(state: dict, deformation: Deformation, model: GaussianModel) ->
 @torch.no_grad()
 def trained_motion(run: Run) -> tuple[GaussianModel, Deformation, int]:
     """The finished dynamic stage's canonical Gaussians and phi, on the CPU, and its number of driving frames:
-    what an export moves. No prior is built and no weights are loaded."""
+    what an export moves. No prior is built, no weights are loaded and nothing is rendered: a rig's joints
+    are the checkpoint's, so a run trained with render.backend=gsplat exports on a machine without CUDA."""
     path = run.checkpoint_path("dynamic")
     if not path.exists():
         raise DynaPoseError(f"no dynamic model at {path}: run the dynamic stage first")
@@ -149,11 +149,13 @@ def trained_motion(run: Run) -> tuple[GaussianModel, Deformation, int]:
     num_frames = len(run.driving_frames())
     support = run.keypoints()[0] if needs_support(settings.deformation) else None
     settings = chosen_settings(settings, support)
-    deformation = build_phi(run.cfg, settings, model, support, num_frames)
+    state = load_checkpoint(path)
+    joints = state["deformation"].get("field.joints", state["deformation"].get("joints"))  # anchored or free
+    deformation = build_phi(run.cfg, settings, model, support, num_frames, joints)
     if settings.anchor_frame is not None:
         deformation = anchored(deformation, settings.anchor_frame, num_frames)
     try:
-        load_trained(load_checkpoint(path), deformation, model)
+        load_trained(state, deformation, model)
     except (KeyError, RuntimeError) as error:  # another version's or another config's phi
         detail = f"{type(error).__name__}: {error}"
         raise DynaPoseError(f"{path} does not fit this run's dynamic settings ({detail})") from None
