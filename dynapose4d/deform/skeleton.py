@@ -137,7 +137,7 @@ class SkeletonDeformation(Deformation):
         if len(joints) < MIN_JOINTS:
             raise DynaPoseError(
                 f"dynamic/deformation=skeleton needs at least {MIN_JOINTS} support keypoints, the keypoints stage "
-                f"has {len(joints)}: use dynamic/deformation=hexplane, or more keypoints (keypoints.count)"
+                f"has {len(joints)}: use dynamic/deformation=hexplane, or more keypoints (keypoints.num_keypoints)"
             )
         if not torch.isfinite(joints).all():
             raise DynaPoseError("dynamic/deformation=skeleton: a support keypoint did not lift onto the static model")
