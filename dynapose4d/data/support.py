@@ -21,8 +21,8 @@ JSON format:
 - `names` (optional): one name per keypoint; the default is "kp0", "kp1", ... "kp<N-1>".
 - `joints` (optional, default true): whether the points are the subject's joints and the skeleton's edges its
   bones. `dynamic/deformation=auto` poses a skeleton on joints and uses a free field otherwise. The template
-  `write_support_template` writes says false, since its points are spread over the mask: set it to true once
-  they sit on the joints.
+  that `write_support_template` writes says false, since its points are spread over the mask: set it to true
+  once they sit on the joints.
 """
 
 import json
